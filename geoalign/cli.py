@@ -1,0 +1,86 @@
+"""The ``geoalign`` command line.
+
+Subcommands are registered in :data:`COMMANDS` as ``name -> (module, help)``.
+The module is imported only when its subcommand runs, and must define
+``configure_parser(parser)`` (add its arguments) and ``run_cli(args) -> int``.
+This keeps ``geoalign info`` fast and lets each concept own its own options.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import sys
+
+__all__ = ["main", "COMMANDS"]
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("geoalign.cli", "print versions, devices and threads"),
+}
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``geoalign info`` (none)."""
+
+
+def _version(mod: str) -> str:
+    try:
+        m = importlib.import_module(mod)
+    except Exception as exc:  # noqa: BLE001 - report any import failure
+        return f"not importable ({type(exc).__name__})"
+    return str(getattr(m, "__version__", "unknown"))
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """``geoalign info``: versions, devices and threads."""
+    from . import __version__
+    from ._backend import default_num_threads
+    from ._compat import patch_numpy_trapz
+
+    patch_numpy_trapz()  # so geomstats reports a version instead of an import error
+    print(f"geoalign {__version__}")
+    print(f"python {platform.python_version()} ({platform.platform()})")
+    for mod in ("numpy", "scipy", "sympy", "torch", "ot", "geomstats", "matplotlib",
+                "pandas", "tqdm", "dask", "distributed", "flint", "faiss"):
+        print(f"  {mod:<11} {_version(mod)}")
+    print(f"cpu threads available: {default_num_threads()}")
+    try:
+        import torch
+
+        print(f"torch threads: {torch.get_num_threads()}")
+        print(f"cuda available: {torch.cuda.is_available()}"
+              + (f" ({torch.cuda.device_count()} device(s): "
+                 + ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+                 + ")" if torch.cuda.is_available() else ""))
+        mps = getattr(torch.backends, "mps", None)
+        print(f"mps available: {bool(mps is not None and mps.is_available())}")
+    except ImportError:
+        print("torch: not installed")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``geoalign`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = argparse.ArgumentParser(
+        prog="geoalign",
+        description="Geometry of multimodal embedding alignment.",
+        epilog="Run 'geoalign COMMAND --help' for the options of a command.",
+    )
+    top.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND",
+                     help="; ".join(f"{k}: {v[1]}" for k, v in sorted(COMMANDS.items())))
+    top.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    if not argv or argv[0] in ("-h", "--help"):
+        top.print_help()
+        return 0 if argv else 2
+    ns = top.parse_args(argv[:1])
+    module_name, help_text = COMMANDS[ns.command]
+    module = importlib.import_module(module_name)
+    sub = argparse.ArgumentParser(prog=f"geoalign {ns.command}", description=help_text)
+    module.configure_parser(sub)
+    args = sub.parse_args(argv[1:])
+    return int(module.run_cli(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

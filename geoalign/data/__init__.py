@@ -1,0 +1,10 @@
+"""geoalign.data (public names re-exported lazily; see :data:`__all__`)."""
+from __future__ import annotations
+
+from .._lazy import lazy_exports
+
+# public name -> submodule that defines it
+_EXPORTS: dict[str, str] = {}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

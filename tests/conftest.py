@@ -1,0 +1,24 @@
+"""Shared test configuration.
+
+Hypothesis runs a fixed, modest number of examples so the suite stays within the
+CI budget (2 cores); set GEOALIGN_HYPOTHESIS_PROFILE=thorough for more.
+"""
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display in CI
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", max_examples=40, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=500, deadline=None)
+settings.load_profile(os.environ.get("GEOALIGN_HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
