@@ -590,8 +590,9 @@ def _run_processes(todo, run_args, on_record, n_workers: int):
                         running[fut] = (key, params, seed)
                     finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                     for fut in finished:
-                        key, params, seed = running.pop(fut)
-                        on_record(key, fut.result())
+                        record = fut.result()  # raises BrokenProcessPool: the cell stays in running
+                        key = running.pop(fut)[0]
+                        on_record(key, record)
             except BrokenProcessPool as exc:
                 lost = list(running.values())
                 reason = f"BrokenProcessPool: a worker process died while this cell was in flight ({exc})"
