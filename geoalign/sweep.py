@@ -336,6 +336,12 @@ def _cache_file(cache_dir: str | os.PathLike, key: str) -> Path:
 def _run_cell(func: Any, params: dict, seed: int, takes_seed: bool, key: str, identity: str,
               labels: tuple, cache_dir: str | None, threads: int | None) -> dict:
     """Run one cell; catch its exceptions; write its record atomically to the cache."""
+    if cache_dir is not None:
+        # a completed record is already there when Dask recomputes a result that was lost with a
+        # killed worker before the client fetched it, or when two runs share the cache
+        previous = _load_cached(cache_dir, key, identity)
+        if previous is not None and previous["status"] == "done":
+            return {**previous, "cache_written": True}
     if isinstance(func, bytes):  # pre-pickled for process pools (cloudpickle when available)
         func = pickle.loads(func)
     started = time.time()
@@ -1082,8 +1088,9 @@ def distributed_fiber_product(X: Any, Y: Any, eps: float, client_or_scheduler: A
         if not starts or Y.shape[0] == 0:
             return BlockedFiberProduct(np.empty((0, 2), np.int64), np.empty(0, X.dtype), 0,
                                        (X.shape[0], Y.shape[0]), eps, 0)
-        y_future = client.scatter(Y, broadcast=True)
-        blocks = client.scatter([X[i0:i0 + block_rows] for i0 in starts])
+        # hash=False: equal data scattered by an earlier call must not share (and lose) its key
+        y_future = client.scatter(Y, broadcast=True, hash=False)
+        blocks = client.scatter([X[i0:i0 + block_rows] for i0 in starts], hash=False)
         futures = [client.submit(_fiber_block, blk, y_future, eps, i0, join, kwargs, pure=False)
                    for blk, i0 in zip(blocks, starts)]
         parts = client.gather(futures)
