@@ -808,6 +808,11 @@ def run_sweep(func: Callable, grid: Grid | Mapping, *, executor: str | None = No
     bar = _progress(len(cells), len(cached_keys), progress, name or getattr(func, "__name__", "sweep"))
 
     def on_record(key: str, record: dict) -> None:
+        if "format" not in record and cache is not None:
+            # the worker died after finishing the cell but before reporting it: the cache has it
+            saved = _load_cached(cache, key, identity)
+            if saved is not None and saved["status"] == "done":
+                record = {**saved, "cache_written": True}
         if cache is not None and not record.get("cache_written", False) and "format" in record:
             atomic_write_json(_cache_file(cache, key), record)  # worker could not write it
         records[key] = record
