@@ -670,30 +670,37 @@ def _run_dask(todo, run_args, on_record, client, window: int):
     func = run_args["func"]
     queue = list(todo)[::-1]
     meta: dict = {}
-    ac = as_completed(loop=client.loop, with_results=False)
+    # results are fetched concurrently in the background (a blocking .result() per cell costs a
+    # round trip each); errors come back as exception objects
+    ac = as_completed(loop=client.loop, with_results=True, raise_errors=False)
 
-    def submit_next() -> None:
-        key, params, seed = queue.pop()
-        fut = client.submit(_run_cell, func, params, seed, *run_args["rest"](key),
-                            key=f"sweep-cell-{key}", pure=False)
-        meta[fut.key] = (key, params, seed)
-        ac.add(fut)
+    def submit(n: int) -> None:
+        # one client.map per batch: far cheaper than a client.submit per cell
+        batch = [queue.pop() for _ in range(min(n, len(queue)))]
+        if not batch:
+            return
+        rest = [run_args["rest"](key) for key, _, _ in batch]
+        futures = client.map(_run_cell, [func] * len(batch), [p for _, p, _ in batch],
+                             [s for _, _, s in batch], *map(list, zip(*rest)),
+                             key=[f"sweep-cell-{key}" for key, _, _ in batch], pure=False)
+        for fut, cell in zip(futures, batch):
+            meta[fut.key] = cell
+        ac.update(futures)
 
     try:
-        for _ in range(min(window, len(queue))):
-            submit_next()
-        for fut in ac:
-            key, params, seed = meta.pop(fut.key)
-            try:
-                record = fut.result()
-            except Exception as exc:  # noqa: BLE001 - KilledWorker, CancelledError, ...
-                record = {"status": "failed", "rows": [], "error": f"{type(exc).__name__}: {exc}",
-                          "traceback": traceback.format_exc(), "params": params, "seed": seed,
-                          "key": key, "elapsed_s": float("nan")}
-            fut.release()
-            on_record(key, record)
-            if queue:
-                submit_next()
+        submit(window)
+        for batch in ac.batches():
+            for fut, record in batch:
+                key, params, seed = meta.pop(fut.key)
+                if isinstance(record, BaseException):  # KilledWorker, CancelledError, ...
+                    tb = "".join(traceback.format_exception(record))
+                    record = {"status": "failed", "rows": [], "traceback": tb,
+                              "error": f"{type(record).__name__}: {record}", "params": params,
+                              "seed": seed, "key": key, "elapsed_s": float("nan")}
+                fut.release()
+                on_record(key, record)
+            if queue and len(meta) <= window // 2:
+                submit(window - len(meta))
     except BaseException:
         client.cancel(list(ac.futures))
         raise
@@ -751,7 +758,7 @@ def run_sweep(func: Callable, grid: Grid | Mapping, *, executor: str | None = No
     connect_timeout : float
         Seconds to wait for a remote scheduler before a :class:`ConnectionError`.
     max_in_flight : int, optional
-        Cells submitted to Dask at once (default 4 per worker thread), which
+        Cells submitted to Dask at once (default max(256, 16 per worker thread)), which
         keeps the scheduler's memory bounded for very large grids.
 
     Returns
@@ -836,7 +843,7 @@ def run_sweep(func: Callable, grid: Grid | Mapping, *, executor: str | None = No
                     client_info = {"scheduler": client.scheduler.address,
                                    "workers": len(client.scheduler_info(n_workers=-1)["workers"])}
                     threads = sum(client.nthreads().values()) or 1
-                    window = max_in_flight or max(4 * threads, 8)
+                    window = max_in_flight or max(16 * threads, 256)
                     _run_dask(todo, run_args, on_record, client, check_int(window, "max_in_flight", minimum=1))
                 finally:
                     close()
