@@ -692,10 +692,13 @@ def _run_dask(todo, run_args, on_record, client, window: int):
         for batch in ac.batches():
             for fut, record in batch:
                 key, params, seed = meta.pop(fut.key)
-                if isinstance(record, BaseException):  # KilledWorker, CancelledError, ...
-                    tb = "".join(traceback.format_exception(record))
+                if fut.status != "finished" or not isinstance(record, dict):
+                    # KilledWorker, CancelledError...: an exception or a (type, exception, tb) tuple
+                    exc = record[1] if isinstance(record, tuple) and len(record) == 3 else record
+                    tb = ("".join(traceback.format_exception(exc)) if isinstance(exc, BaseException)
+                          else "")
                     record = {"status": "failed", "rows": [], "traceback": tb,
-                              "error": f"{type(record).__name__}: {record}", "params": params,
+                              "error": f"{type(exc).__name__}: {exc}", "params": params,
                               "seed": seed, "key": key, "elapsed_s": float("nan")}
                 fut.release()
                 on_record(key, record)

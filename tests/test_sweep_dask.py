@@ -86,7 +86,7 @@ def test_dask_matches_serial(client, tmp_path):
     cols = ["a", "b", "seed", "metric", "value"]
     pd.testing.assert_frame_equal(dask_res.frame[cols], serial.frame[cols])
     assert dask_res.config["dask"]["workers"] == 2
-    assert len(list((tmp_path / "cache").glob("*.json"))) == len(grid)
+    assert len(list((tmp_path / "cache").glob("[!.]*.json"))) == len(grid)
     # also by address, and the built-in study
     res = run_study("concentration", Grid(product={"d": [4, 32], "sigma": [0.5]}, zipped={"n": [200]}),
                     scheduler=client.scheduler.address, progress=False, verbose=False)
@@ -125,7 +125,7 @@ def test_killed_worker_loses_only_cells_in_flight_and_rerun_finishes(client, tmp
     s = res.summary
     assert 1 <= s.failed <= 2 and s.done == 12 - s.failed  # only what was in flight is lost
     assert 5 in set(res.failed["i"]) and res.failed["error"].str.contains("KilledWorker").all()
-    assert len(list((tmp_path / "o" / "cache").glob("*.json"))) == s.done
+    assert len(list((tmp_path / "o" / "cache").glob("[!.]*.json"))) == s.done
     n_before = len(executions(log))
     (log / "armed").unlink()
     _wait_for_workers(client)
