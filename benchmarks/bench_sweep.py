@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from geoalign.sweep import Grid, run_sweep  # noqa: E402
+from geoalign.sweep import LOCAL_CLUSTER_QUIET, Grid, run_sweep  # noqa: E402
 
 
 def busy_cell(i: int, work: int, seed: int = 0) -> dict:
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     # --- dask LocalCluster (start-up timed separately)
     t0 = time.perf_counter()
     cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+                           **LOCAL_CLUSTER_QUIET)
     client = Client(cluster, set_as_default=False)
     t_startup = time.perf_counter() - t0
     try:

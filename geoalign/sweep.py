@@ -81,6 +81,10 @@ __all__ = [
 ]
 
 EXECUTORS = ("serial", "processes", "dask")
+# No dashboard; the scheduler's small HTTP server (health, metrics) still starts, so give it a
+# free port: the default 8787 clashes with any other cluster on the machine ("Port 8787 is
+# already in use" warning, an error under -W error).
+LOCAL_CLUSTER_QUIET = {"dashboard_address": None, "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"}}
 # Column names of the tidy frame; a grid axis may not reuse them.
 RESERVED_NAMES = frozenset({"seed", "metric", "value", "status", "error", "traceback", "elapsed_s",
                             "cached", "key", "row", "started_at", "host", "pid"})
@@ -463,7 +467,10 @@ class SweepResult:
         ok = self.frame[self.frame["status"] == "done"]
         index = [c for c in ok.columns if c not in ("metric", "value", "status", "cached",
                                                     "elapsed_s", "error", "key")]
-        return ok.pivot_table(index=index, columns="metric", values="value", dropna=False).reset_index()
+        # set_index/unstack keeps parameter values that are None (pivot_table would drop them)
+        wide = ok.set_index([*index, "metric"])["value"].unstack("metric").reset_index()
+        wide.columns.name = None
+        return wide
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -654,7 +661,7 @@ def connect_client(scheduler: Any = None, n_workers: int | None = None, timeout:
         return client, client.close
     n = check_int(n_workers if n_workers is not None else (os.cpu_count() or 1), "n_workers", minimum=1)
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+                           **LOCAL_CLUSTER_QUIET)
     client = Client(cluster, set_as_default=False)
 
     def close() -> None:

@@ -184,6 +184,15 @@ def test_serial_frame_is_tidy_and_saved(tmp_path, capsys):
     assert len(wide) == len(grid) and {"sum", "prod"} <= set(wide.columns)
 
 
+def test_mixed_parameter_types_and_none_are_saved(tmp_path):
+    res = run_sweep(no_seed, Grid(product={"x": [1, 2.5, "s", None]}), out=tmp_path, progress=False,
+                    verbose=False)
+    assert res.summary.done == 2 and res.summary.failed == 2  # float("s") and float(None) raise
+    back = pd.read_parquet(res.path)
+    assert list(back["x"][:3]) == ["1", "2.5", "s"] and pd.isna(back["x"][3])
+    assert sorted(res.wide()["y"]) == [1.0, 2.5]
+
+
 def test_csv_when_pyarrow_is_missing(tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         m.setitem(sys.modules, "pyarrow", None)  # import pyarrow -> ImportError

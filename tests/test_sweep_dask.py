@@ -12,6 +12,7 @@ distributed = pytest.importorskip("distributed")
 
 from geoalign.sweep import (  # noqa: E402
     BlockedFiberProduct,
+    LOCAL_CLUSTER_QUIET,
     Grid,
     connect_client,
     distributed_fiber_product,
@@ -67,7 +68,7 @@ def brute_join(X, Y, eps, metric="euclidean"):
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                                       **LOCAL_CLUSTER_QUIET)  # dashboard off
     c = distributed.Client(cluster, set_as_default=False)
     yield c
     c.close()
@@ -91,6 +92,13 @@ def test_dask_matches_serial(client, tmp_path):
     res = run_study("concentration", Grid(product={"d": [4, 32], "sigma": [0.5]}, zipped={"n": [200]}),
                     scheduler=client.scheduler.address, progress=False, verbose=False)
     assert res.summary.done == 2 and res.frame["status"].eq("done").all()
+
+
+def test_dask_executor_starts_its_own_local_cluster():
+    res = run_sweep(affine, Grid(product={"a": [1, 2], "b": [3]}), executor="dask", n_workers=1,
+                    progress=False, verbose=False)
+    assert res.summary.done == 2 and res.config["dask"]["workers"] == 1
+    assert sorted(res.wide()["prod"]) == [3, 6]
 
 
 def test_killed_worker_cell_is_retried_and_nothing_completed_reruns(client, tmp_path):
