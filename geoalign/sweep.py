@@ -1085,7 +1085,8 @@ def distributed_fiber_product(X: Any, Y: Any, eps: float, client_or_scheduler: A
     connect_timeout : float
         Seconds to wait for a scheduler address.
     **kwargs
-        Passed to the join (``metric=...`` and so on).
+        Passed to the join (``metric=...`` and so on); with the default join,
+        ``num_threads=1`` and ``progress=False`` unless given.
 
     Returns
     -------
@@ -1101,6 +1102,8 @@ def distributed_fiber_product(X: Any, Y: Any, eps: float, client_or_scheduler: A
     block_rows = check_int(block_rows, "block_rows", minimum=1)
     if join is None:
         importlib.import_module("geoalign.fiber")  # fail here, clearly, not on every worker
+        # the workers are the parallelism: single-threaded kernels, no progress bar per block
+        kwargs = {"num_threads": 1, "progress": False, **kwargs}
     X, Y = to_numpy(X), to_numpy(Y)
     if client_or_scheduler is None:
         raise ValueError("client_or_scheduler is required: a distributed.Client or 'tcp://host:port'")

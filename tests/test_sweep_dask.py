@@ -1,4 +1,5 @@
 """Sweeps and blocked ε-joins on a real dask.distributed LocalCluster (2 worker processes)."""
+import json
 import os
 import signal
 import time
@@ -196,3 +197,32 @@ def test_distributed_join_with_geoalign_fiber(client, rng):
     np.testing.assert_allclose(got.distances, ref.distances, rtol=1e-6, atol=1e-6)
     whole = fiber.fiber_product(X, Y, eps)
     assert got.count == whole.count
+
+
+def test_distributed_join_accepts_torch_tensors(client, rng):
+    torch = pytest.importorskip("torch")
+    X = rng.standard_normal((30, 4))
+    Y = rng.standard_normal((20, 4))
+    got = distributed_fiber_product(torch.from_numpy(X), torch.from_numpy(Y), 2.0, client, block_rows=8,
+                                    join=brute_join)
+    np.testing.assert_array_equal(got.pairs, brute_join(X, Y, 2.0).pairs)
+
+
+def test_cli_on_a_running_scheduler(client, tmp_path, capsys):
+    import argparse
+
+    from geoalign.sweep import configure_parser, run_cli
+
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    args = parser.parse_args(["concentration", "--param", "d=4,8", "--param", "sigma=1.0", "--zip", "n=100",
+                              "--seeds", "0", "--scheduler", client.scheduler.address,
+                              "--out", str(tmp_path), "--no-progress"])
+    assert run_cli(args) == 0
+    assert "2 cells - 2 done" in capsys.readouterr().out
+    cfg = json.loads((tmp_path / "sweep.json").read_text())
+    assert cfg["executor"] == "dask" and cfg["dask"]["scheduler"] == client.scheduler.address
+    args = parser.parse_args(["concentration", "--scheduler", "tcp://127.0.0.1:9", "--connect-timeout", "0.5",
+                              "--out", str(tmp_path / "x"), "--no-progress"])
+    assert run_cli(args) == 2
+    assert "could not reach the Dask scheduler" in capsys.readouterr().err
