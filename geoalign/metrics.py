@@ -277,6 +277,8 @@ def evaluate_gzsl(val_scores: Any, val_labels: Any, test_scores: Any, test_label
     gammas : sequence of float, optional
         Candidate gammas (see :func:`select_gamma`).
     """
+    val_scores = _scores(val_scores, "val_scores")
+    test_scores = _scores(test_scores, "test_scores")
     check_same_device(val_scores=val_scores, test_scores=test_scores)
     if val_scores is test_scores or (
             tuple(val_scores.shape) == tuple(test_scores.shape)
