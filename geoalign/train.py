@@ -299,7 +299,9 @@ class Trainer:
         Seeds python, numpy and torch at the start of a fresh run and the
         per-epoch shuffling.
     deterministic : bool
-        Use ``torch.use_deterministic_algorithms`` during ``fit`` (restored after).
+        On CUDA/MPS, use ``torch.use_deterministic_algorithms`` (and no cuDNN
+        benchmarking) during ``fit``, restored after.  CPU kernels are already
+        deterministic for a fixed number of threads.
     early_stopping_patience : int or None
         Stop when the monitored metric has not improved by more than
         ``min_delta`` for this many epochs.
@@ -558,13 +560,20 @@ class Trainer:
                                                  world_size=ctx.world_size)
             created_group = True
         prev_det = torch.are_deterministic_algorithms_enabled()
-        if self.deterministic:
+        prev_bench = torch.backends.cudnn.benchmark
+        # Only accelerators have nondeterministic kernels worth the switch; on the CPU the call
+        # would cost seconds (it imports torch._inductor) for nothing.
+        switch = self.deterministic and device.type != "cpu" and not prev_det
+        if switch:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
         try:
             return self._fit(model, train, val, ctx, device)
         finally:
-            torch.use_deterministic_algorithms(prev_det)
+            if switch:
+                torch.use_deterministic_algorithms(prev_det)
+                torch.backends.cudnn.benchmark = prev_bench
             if created_group:
                 torch.distributed.destroy_process_group()
 
@@ -996,3 +1005,9 @@ def run_eval_cli(args: argparse.Namespace) -> int:
     if args.output:
         atomic_write_json(args.output, metrics)
     return 0
+
+
+# ``geoalign train`` follows the geoalign.cli contract (configure_parser / run_cli) directly;
+# ``geoalign eval`` needs its own entry, configure_eval_parser / run_eval_cli.
+configure_parser = configure_train_parser
+run_cli = run_train_cli
