@@ -164,3 +164,17 @@ def test_config_and_dataset_errors(tmp_path):
         load_dataset({"source": "paired_file", "path": "q.npz"}, tmp_path)
     with pytest.raises(FileNotFoundError):
         load_dataset({"source": "paired_file", "path": "missing.npz"}, tmp_path)
+
+
+def test_validation_pairs_are_checked_and_used():
+    X_a, X_b, y = planted(n=80)
+    with pytest.raises(ValueError, match="val_X_b contains"):
+        bad = X_b[:20].copy()
+        bad[1, 1] = np.nan
+        small().fit(X_a, X_b, val_data=(X_a[:20], bad))
+    with pytest.raises(ValueError, match="val_data must be"):
+        small().fit(X_a, X_b, val_data=(X_a[:20],))
+    model = small(max_epochs=2, device=torch.device("cpu")).fit(X_a[20:], X_b[20:],
+                                                                 val_data=(X_a[:20], X_b[:20]))
+    assert model.history_.monitor == "val_loss"
+    assert all(r["val_loss"] > 0 for r in model.history_.records)

@@ -175,7 +175,10 @@ class AlignmentEstimator:
         X_a, X_b, y = self._validate_pairs(X_a, X_b, y)
         check_same_device(X_a=X_a, X_b=X_b)
         if val_data is not None:
-            parts = tuple(val_data) + (None,) * (3 - len(tuple(val_data)))
+            parts = tuple(val_data)
+            if len(parts) not in (2, 3):
+                raise ValueError(f"val_data must be (X_a, X_b) or (X_a, X_b, y), got {len(parts)} items")
+            parts = parts + (None,) * (3 - len(parts))
             va, vb, vy = self._validate_pairs(*parts[:3], prefix="val_")
             if tuple(va.shape)[1] != tuple(X_a.shape)[1] or tuple(vb.shape)[1] != tuple(X_b.shape)[1]:
                 raise ValueError(f"val_data has {tuple(va.shape)[1]} and {tuple(vb.shape)[1]} features, "
@@ -242,6 +245,8 @@ class AlignmentEstimator:
 
         self._check_fitted()
         params = self.get_params()
+        if params.get("device") is not None:
+            params["device"] = str(params["device"])  # torch.device -> plain string for the file
         params["trainer_options"] = {k: (str(v) if isinstance(v, Path) else v)
                                      for k, v in (params.get("trainer_options") or {}).items()
                                      if k != "callbacks"}
