@@ -25,8 +25,13 @@ _EXPORTS: dict[str, str] = {
     "retrieval_metrics": "metrics",
     "select_gamma": "metrics",
     "zsl_accuracy": "metrics",
+    "AlignmentEstimator": "models.base",
+    "LinearContrastive": "models.contrastive",
     "CCA": "models.linear",
     "ESZSL": "models.linear",
+    "Trainer": "train",
+    "TrainingHistory": "train",
+    "load_config": "train",
 }
 
 __all__ = sorted(["__version__", *_EXPORTS])

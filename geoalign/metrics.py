@@ -338,6 +338,15 @@ class RetrievalResult:
         """mAP@all averaged over both directions (the usual ZS-CMR headline number)."""
         return self.mean.map_all
 
+    def as_dict(self) -> dict:
+        """Flat ``{"R@1_a2b": ..., "medr_b2a": ..., "map_all": ...}`` for logs and JSON."""
+        out: dict = {"n": self.a_to_b.n_queries + self.a_to_b.n_skipped, "map_all": self.map_all}
+        for tag, r in (("a2b", self.a_to_b), ("b2a", self.b_to_a)):
+            out.update({f"R@{k}_{tag}": v for k, v in r.recall.items()})
+            out[f"medr_{tag}"] = r.median_rank
+            out[f"map_all_{tag}"] = r.map_all
+        return out
+
 
 def _normalize_rows(x):
     if is_torch(x):

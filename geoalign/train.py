@@ -98,7 +98,6 @@ __all__ = [
     "load_dataset",
     "DATASETS",
     "load_config",
-    "retrieval_metrics",
     "configure_train_parser",
     "run_train_cli",
     "configure_eval_parser",
@@ -866,45 +865,6 @@ def load_config(path: Any) -> dict:
 
 
 # ------------------------------------------------------------------ evaluation
-def retrieval_metrics(Z_a: Any, Z_b: Any, ks: Sequence[int] = (1, 5, 10),
-                      block: int = 1024) -> dict:
-    r"""Cross-view retrieval of paired embeddings by cosine similarity.
-
-    For query :math:`i` the rank of its partner is :math:`1 + |\{j : s_{ij} > s_{ii}\}|`
-    (ties counted in the query's favour).  Computed in blocks of ``block`` queries so
-    memory stays :math:`O(\text{block}\cdot n)`.
-
-    Parameters
-    ----------
-    Z_a, Z_b : array-like, shape=[n, d]
-
-    Returns
-    -------
-    dict
-        ``R@k_a2b``, ``R@k_b2a`` (fraction of queries with rank <= k), ``medr_a2b``,
-        ``medr_b2a`` and ``n``.
-    """
-    A = torch.as_tensor(to_numpy(Z_a), dtype=torch.float64)
-    B = torch.as_tensor(to_numpy(Z_b), dtype=torch.float64)
-    if A.ndim != 2 or A.shape != B.shape:
-        raise ValueError(f"Z_a and Z_b must have the same shape (n, d), got {tuple(A.shape)} "
-                         f"and {tuple(B.shape)}")
-    A = torch.nn.functional.normalize(A, dim=1)
-    B = torch.nn.functional.normalize(B, dim=1)
-    out: dict = {"n": int(A.shape[0])}
-    for name, Q, K in (("a2b", A, B), ("b2a", B, A)):
-        ranks = []
-        for s in range(0, Q.shape[0], block):
-            sims = Q[s:s + block] @ K.T
-            own = sims[torch.arange(sims.shape[0]), torch.arange(s, s + sims.shape[0])]
-            ranks.append(1 + (sims > own[:, None]).sum(dim=1))
-        r = torch.cat(ranks).double()
-        for k in ks:
-            out[f"R@{k}_{name}"] = float((r <= k).double().mean())
-        out[f"medr_{name}"] = float(r.median())
-    return out
-
-
 # ------------------------------------------------------------------------ CLI
 _ESTIMATOR_TRAINING_KEYS = ("max_epochs", "batch_size", "lr", "weight_decay", "optimizer")
 
@@ -1000,7 +960,10 @@ def run_eval_cli(args: argparse.Namespace) -> int:
         data = load_dataset(spec, cfg_path.resolve().parent)
     Z_a = est.transform_a(np.asarray(data["X_a"]))
     Z_b = est.transform_b(np.asarray(data["X_b"]))
-    metrics = retrieval_metrics(Z_a, Z_b, ks=args.ks)
+    from .metrics import retrieval_metrics
+
+    y = data.get("y")
+    metrics = retrieval_metrics(Z_a, Z_b, y, y, ks=args.ks).as_dict()
     print(json.dumps(metrics, indent=2))
     if args.output:
         atomic_write_json(args.output, metrics)

@@ -8,8 +8,9 @@ import torch
 
 from geoalign.models.base import AlignmentEstimator, NotFittedError, get_model_class
 from geoalign.models.contrastive import LinearContrastive, symmetric_info_nce
+from geoalign.metrics import retrieval_metrics
 from geoalign.train import (configure_eval_parser, configure_train_parser, load_config,
-                            load_dataset, retrieval_metrics, run_eval_cli, run_train_cli)
+                            load_dataset, run_eval_cli, run_train_cli)
 
 
 def planted(n=200, d_a=12, d_b=9, k=3, noise=0.05, seed=0, n_classes=4):
@@ -40,7 +41,7 @@ def test_linear_contrastive_learns_planted_pairs():
     model = small().fit(X_a, X_b)
     losses = [r["train_loss"] for r in model.history_.records]
     assert losses[-1] < 0.5 * losses[0]
-    m = retrieval_metrics(model.transform_a(X_a), model.transform_b(X_b))
+    m = retrieval_metrics(model.transform_a(X_a), model.transform_b(X_b)).as_dict()
     assert m["R@1_a2b"] > 0.8 and m["R@1_b2a"] > 0.8  # chance is 1/200
     Z = model.transform_a(X_a)
     assert isinstance(Z, np.ndarray) and Z.shape == (200, 6)
@@ -133,7 +134,7 @@ def test_cli_train_and_eval_end_to_end(tmp_path, capsys):
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["n"] == 20 and metrics["R@5_a2b"] > 0.5  # chance 0.25
     model = LinearContrastive.load(out_dir / "model.pt")
-    assert metrics == retrieval_metrics(model.transform_a(X_a[100:]), model.transform_b(X_b[100:]))
+    assert metrics == retrieval_metrics(model.transform_a(X_a[100:]), model.transform_b(X_b[100:])).as_dict()
     capsys.readouterr()
     assert run(configure_eval_parser, run_eval_cli,
                [str(out_dir / "model.pt"), "--data", str(tmp_path / "test.npz")]) == 0
