@@ -116,7 +116,9 @@ class Manifold:
         reference = next((a for a in arrays.values() if is_torch(a)), next(iter(arrays.values())))
         if is_torch(reference):
             device = reference.device
-        tensors = [to_torch(a, device=device, dtype=dtype) for a in arrays.values()]
+        # read-only NumPy views (np.broadcast_to, memmaps) are copied: torch warns on them
+        tensors = [to_torch(a if is_torch(a) or a.flags.writeable else np.array(a),
+                            device=device, dtype=dtype) for a in arrays.values()]
         return tensors, reference
 
     def _atol(self, atol: float | None, dtype: torch.dtype) -> float:
@@ -348,11 +350,21 @@ class Manifold:
         pts = self._random(shape, gen, torch.float64, **kwargs).to(tdtype)
         if device is None:
             return pts.numpy()
+        if str(device) == "auto":
+            from .._backend import resolve_device
+
+            device = resolve_device("auto")
         return pts.to(device)
 
     # ------------------------------------------------------------- kernels
     def _norm(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return torch.sqrt(torch.clamp(self._inner(x, v, v), min=0))
+
+    def _tangent_mean(self, m: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        r""":math:`\sum_i w_i \log_m(x_i)` for m (..., *ps), x (..., n, *ps), w (..., n)."""
+        pd = self.point_ndim
+        logs = self._log(m.unsqueeze(-pd - 1), x)
+        return (w[(Ellipsis, slice(None)) + (None,) * pd] * logs).sum(-pd - 1)
 
     def _closed_form_mean(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor | None:
         """Weighted Fréchet mean in closed form, or None when only iterative."""

@@ -156,7 +156,7 @@ def frechet_mean(
     if not isinstance(manifold, Manifold):
         raise TypeError(f"manifold must be a geoalign Manifold, got {type(manifold).__name__}")
     pd = manifold.point_ndim
-    x = check_array(x, "x", min_ndim=pd + 1, allow_empty=False)
+    x = check_array(x, "x", min_ndim=pd + 1, allow_empty=False, finite=False)  # finite: below
     (xt,), ref = manifold._prepare({"x": x}, min_ndims={"x": pd + 1})
     if tuple(xt.shape[xt.ndim - pd:]) != tuple(manifold.point_shape):
         want = "(..., n, " + ", ".join(map(str, manifold.point_shape)) + ")"
@@ -176,8 +176,7 @@ def frechet_mean(
         batch_shape = full
 
     def tangent_mean(m):
-        logs = manifold._log(m.unsqueeze(-pd - 1), xt)
-        return (w[(Ellipsis, slice(None)) + (None,) * pd] * logs).sum(-pd - 1)
+        return manifold._tangent_mean(m, xt, w)
 
     closed = manifold._closed_form_mean(xt, w)
     if closed is not None:

@@ -136,6 +136,22 @@ class Sphere(Manifold):
         x = torch.randn(shape + (self.d,), generator=gen, dtype=dtype)
         return self._projx(x)
 
+    def _tangent_mean(self, m, x, w):
+        # sum_i w_i theta_i/sin(theta_i) (x_i - c_i m) with c_i = <m, x_i>, as two batched
+        # mat-vecs (memory traffic O(n d) per iteration instead of ~30 passes in _log).
+        # theta/sin(theta) = arccos(c)/sqrt(1 - c^2) is smooth at c = 1 (series there), so
+        # computing it from c loses no accuracy; c = -1 (a point antipodal to the iterate,
+        # where the Fréchet function is not differentiable) is clamped to stay finite.
+        c = (x @ m.unsqueeze(-1)).squeeze(-1).clamp(-1 + torch.finfo(x.dtype).eps, 1)
+        u = 1 - c
+        small = u < 1e-5
+        c_safe = torch.where(small, torch.zeros_like(c), c)
+        ratio = torch.where(small, 1 + u / 3 + 2 * u * u / 15,
+                            torch.acos(c_safe) / torch.sqrt(1 - c_safe * c_safe))
+        coef = w * ratio
+        g = (coef.unsqueeze(-2) @ x).squeeze(-2) - (coef * c).sum(-1, keepdim=True) * m
+        return self._proju(m, g)
+
     def _initial_mean(self, x, w):
         # normalised weighted extrinsic mean; first point if it (almost) vanishes
         m = (w.unsqueeze(-1) * x).sum(-2)
