@@ -119,6 +119,9 @@ class Sphere(Manifold):
         theta = self._dist(x, y).unsqueeze(-1)
         diff = y - x
         u = diff - (x * diff).sum(-1, keepdim=True) * x  # = y - <x,y> x, computed stably
+        # second projection: near antipodes ||u|| ~ sin(theta) is tiny and the rounding of the
+        # first one would leave a normal component of relative size eps/||u||
+        u = u - (x * u).sum(-1, keepdim=True) * x
         nu = torch.linalg.vector_norm(u, dim=-1, keepdim=True)
         tiny = 10 * torch.finfo(x.dtype).eps
         nu_safe = torch.where(nu > tiny, nu, torch.ones_like(nu))
