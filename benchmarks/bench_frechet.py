@@ -90,9 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     space = to_geomstats(sphere)
     est = FrechetMean(space)
     est.set(max_iter=1000, epsilon=1e-26)
-    t0 = time.perf_counter()
-    ref = np.stack([est.fit(x[i]).estimate_ for i in range(n_means)])
-    t_gs = time.perf_counter() - t0
+    gs_times = []
+    for _ in range(max(1, min(args.repeats, 3))):  # best of (at most) 3: the loop is slow
+        t0 = time.perf_counter()
+        ref = np.stack([est.fit(x[i]).estimate_ for i in range(n_means)])
+        gs_times.append(time.perf_counter() - t0)
+    t_gs = min(gs_times)
 
     err = np.abs(ours - ref).max()
     err_fixed = np.abs(res_fixed.mean.cpu().numpy() - ref).max()
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  geoalign frechet_mean (fixed_iter={n_fixed:3d}): {t_fixed * 1e3:9.1f} ms")
     print(f"  geomstats FrechetMean loop (eps 1e-26): {t_gs * 1e3:9.1f} ms")
     print(f"  max |mean - geomstats| = {err:.2e} (fixed mode {err_fixed:.2e}); target <= 1e-6")
-    print(f"  RATIO geomstats / geoalign = {t_gs / t_ours:.1f}x   (target >= 20x)")
+    print(f"  RATIO geomstats / geoalign = {t_gs / t_ours:.1f}x   (target >= 20x; best-of timings)")
     return 0 if err <= 1e-6 else 1
 
 

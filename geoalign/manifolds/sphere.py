@@ -145,7 +145,7 @@ class Sphere(Manifold):
         # theta/sin(theta) = arccos(c)/sqrt(1 - c^2) is smooth at c = 1 (series there), so
         # computing it from c loses no accuracy; c = -1 (a point antipodal to the iterate,
         # where the Fréchet function is not differentiable) is clamped to stay finite.
-        c = (x @ m.unsqueeze(-1)).squeeze(-1).clamp(-1 + torch.finfo(x.dtype).eps, 1)
+        c = (x * m.unsqueeze(-2)).sum(-1).clamp(-1 + torch.finfo(x.dtype).eps, 1)
         u = 1 - c
         small = u < 1e-5
         c_safe = torch.where(small, torch.zeros_like(c), c)
