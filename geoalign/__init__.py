@@ -12,9 +12,16 @@ __version__ = "0.1.0"
 
 # public name -> submodule that defines it
 _EXPORTS: dict[str, str] = {
+    "ConvergenceWarning": "_warnings",
     "load_digits_two_view": "data.digits",
     "load_paired": "data.paired",
     "load_xlsa17": "data.xlsa17",
+    "FrechetMeanResult": "manifolds.frechet",
+    "frechet_mean": "manifolds.frechet",
+    "Grassmann": "manifolds.grassmann",
+    "Hyperbolic": "manifolds.hyperbolic",
+    "SPD": "manifolds.spd",
+    "Sphere": "manifolds.sphere",
     "DirectionalRetrieval": "metrics",
     "GZSLResult": "metrics",
     "GammaSelection": "metrics",

@@ -3,7 +3,7 @@ import importlib
 
 import pytest
 
-PACKAGES = ["geoalign", "geoalign.data", "geoalign.models"]
+PACKAGES = ["geoalign", "geoalign.data", "geoalign.models", "geoalign.manifolds"]
 
 
 @pytest.mark.parametrize("package", PACKAGES)
