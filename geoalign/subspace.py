@@ -545,9 +545,12 @@ class SharedPrivateDecomposition:
         room = z - rs
         priv_p = [None, None]
         ranks = []
-        for i, (given, eigs, rk, Cc, M) in enumerate(((pr[0], eig_a, rank_u, Uc, Mu),
-                                                        (pr[1], eig_b, rank_v, Vc, Mv))):
-            kmax = max(0, min(rk - rs, room, room if max_rank is None else max_rank))
+        for i, (given, eigs, rk, dk, Cc, M) in enumerate(((pr[0], eig_a, rank_u, du, Uc, Mu),
+                                                            (pr[1], eig_b, rank_v, dv, Vc, Mv))):
+            # A full-rank (noisy) view: "everything is private" is no answer, so the
+            # last nonzero eigenvalue is not a candidate; a rank-deficient view's edge is.
+            top = rk - rs - (1 if rk == dk else 0)
+            kmax = max(0, min(top, room, room if max_rank is None else max_rank))
             if given is not None:
                 ranks.append(given)
             elif self.rank_method == "gap":
@@ -614,13 +617,13 @@ class SharedPrivateDecomposition:
         m = min(kmax + 1, len(eigs))
         null = np.empty((self.n_permutations, m))
         for b in range(self.n_permutations):
-            idx = np.argsort(rng.random((n, z)), axis=0)
             if is_torch(Y):
                 import torch
 
-                Yp = torch.gather(Y, 0, to_torch(idx, device=Y.device))
+                idx = to_torch(np.argsort(rng.random((n, z)), axis=0), device=Y.device)
+                Yp = torch.gather(Y, 0, idx)
             else:
-                Yp = np.take_along_axis(Y, idx, axis=0)
+                Yp = rng.permuted(Y, axis=0)
             null[b] = _eigh_desc(_cov(Yp, Yp, dof))[0][:m]
         pvals = (1 + (null >= eigs[None, :m]).sum(0)) / (self.n_permutations + 1)
         r = 0
@@ -837,6 +840,11 @@ def ajive(U: Any, V: Any, signal_ranks: tuple[int, int], joint_rank: int | None 
     ru = check_int(ru, "signal_ranks[0]", minimum=1, maximum=min(n, U.shape[1]))
     rv = check_int(rv, "signal_ranks[1]", minimum=1, maximum=min(n, V.shape[1]))
     check_int(n_random, "n_random", minimum=1)
+    with _single_threaded_blas():
+        return _ajive(U, V, n, ru, rv, joint_rank, n_random, alpha, center, random_state)
+
+
+def _ajive(U, V, n, ru, rv, joint_rank, n_random, alpha, center, random_state):
     Xs = []
     for X in (U, V):
         X = to_numpy(X, dtype=np.float64)
