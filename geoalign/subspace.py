@@ -319,9 +319,10 @@ class SharedPrivateDecomposition:
     - ``rank_method="permutation"``: shared rank = number of leading eigenvalues of
       :math:`S` whose permutation p-value (pairing shuffled ``n_permutations`` times;
       null = top eigenvalue of the shuffled :math:`S`) is ``<= alpha``; private
-      ranks by Horn's parallel analysis on the complement (each ambient
-      coordinate permuted independently; null = the k-th eigenvalue).  Seeded by
-      ``random_state``.  Not rotation invariant (ambient coordinates matter).
+      ranks by Horn's parallel analysis on the complement (coordinates in a
+      seeded random orthonormal basis of :math:`Z_s^\\perp`, each permuted
+      independently; null = the k-th eigenvalue).  Seeded by ``random_state``;
+      results are random only through the permutations.
 
     Automatic ranks are capped by ``max_rank`` and by the numerical rank of the
     data; if the private ranks found exceed the room left in Z, the rank of
@@ -557,8 +558,12 @@ class SharedPrivateDecomposition:
                 floor = max(abs(eigs[0]) * 1e-12, np.finfo(float).tiny)
                 ranks.append(_ratio_rank(eigs, kmax, floor))
             else:
+                # Coordinates in a random orthonormal basis of the complement: permuting
+                # them keeps the complement's dimension (ambient coordinates would spread
+                # its variance over the shared directions too and inflate every p-value).
+                R = np.linalg.qr(rng.standard_normal((N.shape[1], N.shape[1])))[0] if N.shape[1] else N[:0, :0]
                 Y = Cc if M is None else Cc @ like(M, Cc)
-                Y = Y @ like(N @ N.T, Y)
+                Y = Y @ like(N @ R, Y)
                 r, priv_p[i] = self._parallel_analysis(eigs, kmax, Y, dof, rng)
                 ranks.append(r)
         ra, rb = ranks
@@ -612,7 +617,7 @@ class SharedPrivateDecomposition:
         return r, pvals
 
     def _parallel_analysis(self, eigs, kmax, Y, dof, rng):
-        """Horn's parallel analysis: each ambient column of Y permuted independently."""
+        """Horn's parallel analysis: each column of Y (complement coordinates) permuted independently."""
         n, z = Y.shape
         m = min(kmax + 1, len(eigs))
         null = np.empty((self.n_permutations, m))

@@ -132,10 +132,13 @@ def test_permutation_rank_selection():
     np.testing.assert_array_equal(again.shared_pvalues_, model.shared_pvalues_)
 
 
-def test_gap_rank_selection_other_ranks():
-    d = PlantedAlignment(dim=40, shared_rank=6, private_ranks=(1, 5), snr=10, random_state=9).sample(3000)
-    model = SharedPrivateDecomposition().fit(d.U, d.V)
-    assert model.shared_rank_ == 6 and model.private_ranks_ == (1, 5)
+@pytest.mark.parametrize("method", ["gap", "permutation"])
+@pytest.mark.parametrize("ranks", [(6, 1, 5), (3, 0, 2)])
+def test_rank_selection_other_ranks(method, ranks):
+    rs, ra, rb = ranks
+    d = PlantedAlignment(dim=32, shared_rank=rs, private_ranks=(ra, rb), snr=2, random_state=9).sample(2000)
+    model = SharedPrivateDecomposition(rank_method=method, n_permutations=19).fit(d.U, d.V)
+    assert (model.shared_rank_, *model.private_ranks_) == ranks
 
 
 def test_identity_exact_on_noiseless_data():
