@@ -781,7 +781,8 @@ def _divmod_rows(A: np.ndarray, B: np.ndarray, n: int) -> tuple[np.ndarray, np.n
     for d in np.unique(dB):  # rows with the same divisor degree divide together
         d = int(d)
         idx = np.flatnonzero(dB == d)
-        r = A[idx].copy()
+        r = np.zeros((idx.size, max(LA, d)), dtype=np.int64)  # a short A is its own remainder
+        r[:, :LA] = A[idx]
         bg = B[idx, :d + 1]
         iv = inv[idx]
         for i in range(LA - 1, d - 1, -1):
