@@ -271,9 +271,14 @@ class _NumpyFFT:
         return x.astype(np.float64)
 
     @staticmethod
+    def magic_bits(c):
+        return (c + _MAGIC).view(np.int64)
+
+    @staticmethod
     def round_int(c):
-        c = c + _MAGIC
-        return c.view(np.int64) - _MAGIC_INT
+        v = (c + _MAGIC).view(np.int64)
+        v -= _MAGIC_INT
+        return v
 
 
 class _TorchFFT:
@@ -296,36 +301,47 @@ class _TorchFFT:
         return x.to(torch.float64)
 
     @staticmethod
-    def round_int(c):
+    def magic_bits(c):
         import torch
 
-        c = (c + _MAGIC).contiguous()
-        return c.view(torch.int64) - _MAGIC_INT
+        return (c + _MAGIC).contiguous().view(torch.int64)
+
+    @staticmethod
+    def round_int(c):
+        return _TorchFFT.magic_bits(c) - _MAGIC_INT
 
 
 def _fft_mul_rows(a, b, n: int, nfft: int, bits: int, k: int, out_len: int, ops, fa=None, fb=None):
     """Exact product of row blocks ``a`` (ra, La) and ``b`` (rb, Lb), ra/rb equal or 1."""
-    mask = (1 << bits) - 1
-
-    def spectra(x):
-        return [ops.rfft(ops.to_float((x >> (bits * i)) & mask), nfft) for i in range(k)]
-
-    FA = fa if fa is not None else spectra(a)
-    FB = fb if fb is not None else spectra(b)
+    FA = fa if fa is not None else _fft_mul_spectra(a, bits, k, nfft, ops)
+    FB = fb if fb is not None else _fft_mul_spectra(b, bits, k, nfft, ops)
     result = None
     for s in range(2 * k - 1):
         S = None
         for i in range(max(0, s - k + 1), min(s, k - 1) + 1):
-            term = FA[i] * FB[s - i]
-            S = term if S is None else S + term
-        c = ops.round_int(ops.irfft(S, nfft)[..., :out_len])
+            if S is None:
+                S = FA[i] * FB[s - i]
+            else:
+                S += FA[i] * FB[s - i]
+        c = ops.irfft(S, nfft)[..., :out_len]
+        if k == 1 and n & (n - 1) == 0:
+            # The low bits of (c + 1.5*2^52) are the rounded integer (two's complement):
+            # for a power-of-two modulus they are already the residue.
+            return ops.magic_bits(c) & (n - 1)
+        c = ops.round_int(c) % n
         if k == 1:
-            return c & (n - 1) if n & (n - 1) == 0 else c % n
-        c = c % n
+            return c
         if s:
             c = c * pow(2, bits * s, n) % n
         result = c if result is None else (result + c) % n
     return result
+
+
+def _fft_mul_spectra(x, bits, k, nfft, ops):
+    if k == 1:  # coefficients already fit one limb
+        return [ops.rfft(ops.to_float(x), nfft)]
+    mask = (1 << bits) - 1
+    return [ops.rfft(ops.to_float((x >> (bits * i)) & mask), nfft) for i in range(k)]
 
 
 def _direct_mul(a, b, n: int):
@@ -735,11 +751,6 @@ class PolyRing:
             out[i, :g.shape[0]] = g
         out = out.reshape(batch + (L,))
         return to_torch(out, device=device) if xp is not np else out
-
-
-def _fft_mul_spectra(x, bits, k, nfft, ops):
-    mask = (1 << bits) - 1
-    return [ops.rfft(ops.to_float((x >> (bits * i)) & mask), nfft) for i in range(k)]
 
 
 def _inverse_mod(a: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
