@@ -75,7 +75,7 @@ import numpy as np
 import torch
 
 from ._backend import check_same_device, is_torch, like, resolve_device, to_numpy
-from ._validation import check_array, check_choice, check_int, check_nonnegative_scalar
+from ._validation import check_array, check_choice, check_finite, check_int, check_nonnegative_scalar
 
 __all__ = [
     "METRICS",
@@ -403,14 +403,16 @@ def _as_tensor(x: Any, name: str, device: torch.device) -> torch.Tensor:
 
 def _prepare(X, Y, metric, shared_projector, device, name_x="X", name_y="Y") -> _Prepared:
     check_choice(metric, "metric", METRICS)
-    X = check_array(X, name_x, ndim=2)
-    Y = check_array(Y, name_y, ndim=2)
+    X = check_array(X, name_x, ndim=2, finite=False)
+    Y = check_array(Y, name_y, ndim=2, finite=False)
     if X.shape[1] != Y.shape[1]:
         raise ValueError(
             f"{name_x} and {name_y} must have the same dimension d: {name_x} has shape "
             f"{tuple(X.shape)}, {name_y} has shape {tuple(Y.shape)}"
         )
     check_same_device(**{name_x: X, name_y: Y})
+    check_finite(X, name_x)
+    check_finite(Y, name_y)
     dev = torch.device(resolve_device(device, X, Y))
     ex, ey = _as_tensor(X, name_x, dev), _as_tensor(Y, name_y, dev)
     if shared_projector is not None:
@@ -487,19 +489,34 @@ def _filter_row_thresholds(prep: _Prepared, sq_threshold: float, rows: slice) ->
 # --------------------------------------------------------------------------- exact distances
 def _exact_distances(prep: _Prepared, ii: torch.Tensor, jj: torch.Tensor, chunk: int) -> torch.Tensor:
     """Float64 defining distance of the pairs (ii, jj), in chunks of ``chunk`` pairs."""
+    if prep.device.type == "cpu":
+        # NumPy on CPU: these gathers are small and torch's thread-pool barriers dominate
+        # them (badly so on a loaded machine)
+        ex, ey = prep.exact_x.numpy(), prep.exact_y.numpy()
+        ii_np, jj_np = ii.numpy(), jj.numpy()
+        out_np = np.empty(ii_np.shape[0], dtype=np.float64)
+        for s in range(0, ii_np.shape[0], chunk):
+            diff = ex[ii_np[s:s + chunk]].astype(np.float64)
+            diff -= ey[jj_np[s:s + chunk]]
+            sq = np.einsum("ij,ij->i", diff, diff)
+            out_np[s:s + chunk] = _sq_to_metric(sq, prep.metric, np)
+        return torch.from_numpy(out_np)
     out = torch.empty(ii.shape[0], dtype=torch.float64, device=prep.device)
     for s in range(0, ii.shape[0], chunk):
-        a = prep.exact_x[ii[s:s + chunk]].to(torch.float64)
-        b = prep.exact_y[jj[s:s + chunk]].to(torch.float64)
-        diff = a.sub_(b)
-        sq = (diff * diff).sum(1)
-        if prep.metric == "euclidean":
-            out[s:s + chunk] = sq.sqrt()
-        elif prep.metric == "cosine":
-            out[s:s + chunk] = 0.5 * sq
-        else:
-            out[s:s + chunk] = 2.0 * torch.asin(torch.clamp(sq.sqrt() * 0.5, max=1.0))
+        diff = prep.exact_x[ii[s:s + chunk]].to(torch.float64)
+        diff.sub_(prep.exact_y[jj[s:s + chunk]])
+        out[s:s + chunk] = _sq_to_metric((diff * diff).sum(1), prep.metric, torch)
     return out
+
+
+def _sq_to_metric(sq, metric: str, xp):
+    """Metric value from the float64 squared norm of the difference (chord form for angles)."""
+    if metric == "euclidean":
+        return xp.sqrt(sq)
+    if metric == "cosine":
+        return 0.5 * sq
+    return 2.0 * xp.arcsin(xp.minimum(xp.sqrt(sq) * 0.5, 1.0) if xp is np else
+                           xp.clamp(xp.sqrt(sq) * 0.5, max=1.0))
 
 
 def pair_distances(X: Any, Y: Any, metric: str = "euclidean", *, shared_projector: Any = None,
@@ -571,6 +588,7 @@ def _candidates(prep: _Prepared, sq_threshold: float, block_size, memory_budget:
     buf = torch.empty(bx * by, dtype=prep.filt_x.dtype, device=prep.device)
     mask = torch.empty(bx * by, dtype=torch.bool, device=prep.device)
     ny = prep.sq_y.to(prep.filt_y.dtype)
+    on_cpu = prep.device.type == "cpu"
     if progress is None:
         progress = n * m >= 10**9
     from tqdm.auto import tqdm
@@ -588,10 +606,17 @@ def _candidates(prep: _Prepared, sq_threshold: float, block_size, memory_budget:
             # g = ||y||^2 - 2 <x, y>  (the GEMM with the column norms fused in)
             torch.addmm(ny[c0:c1], xs, prep.filt_y[c0:c1].T, beta=1, alpha=-2, out=g)
             torch.le(g, thr, out=mk)
-            hit = mk.nonzero()
-            if hit.shape[0] == 0:
-                continue
-            ii, jj = hit[:, 0] + r0, hit[:, 1] + c0
+            if on_cpu:  # NumPy's SIMD flatnonzero is ~3x faster than torch.nonzero on CPU
+                flat = np.flatnonzero(mk.numpy())
+                if flat.size == 0:
+                    continue
+                flat = torch.from_numpy(flat)
+                ii, jj = flat // cb + r0, flat % cb + c0
+            else:
+                hit = mk.nonzero()
+                if hit.shape[0] == 0:
+                    continue
+                ii, jj = hit[:, 0] + r0, hit[:, 1] + c0
             yield ii, jj, _exact_distances(prep, ii, jj, chunk)
 
 
@@ -688,7 +713,7 @@ def fiber_product(
 
 def _check_grid(eps_grid: Any, name: str = "eps_grid") -> np.ndarray:
     grid = check_array(eps_grid, name, ndim=(0, 1))
-    grid = to_numpy(grid, dtype=np.float64).reshape(-1)
+    grid = np.array(to_numpy(grid, dtype=np.float64).reshape(-1))  # own contiguous copy
     if grid.size == 0:
         raise ValueError(f"{name} must contain at least one tolerance")
     if (grid < 0).any():
