@@ -68,6 +68,8 @@ join ``X[i0:i1]`` against ``Y[j0:j1]`` and the caller merges the parts with
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -96,7 +98,7 @@ DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes for the distance block + mask + rec
 _U32 = 2.0**-24  # float32 unit roundoff
 _U64 = 2.0**-53
 _TINY32 = 2.0**-149  # float32 subnormal spacing: absolute error of an underflowing operation
-_CPU_BLOCK = (1024, 2048)  # ~10 MB of buffers: stays in cache, GEMM still efficient
+_CPU_BLOCK = (256, 2048)  # 2.5 MB of buffers per thread: stays in cache, GEMM still efficient
 
 
 # --------------------------------------------------------------------------- results
@@ -401,6 +403,16 @@ def _as_tensor(x: Any, name: str, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr)).to(device)
 
 
+def _sq_norms64(t: torch.Tensor) -> torch.Tensor:
+    """Squared row norms accumulated in float64 (NumPy on CPU: single pass, no thread barriers)."""
+    if t.device.type == "cpu":
+        a = t.numpy()
+        a64 = a if a.dtype == np.float64 else a.astype(np.float64)
+        return torch.from_numpy(np.einsum("ij,ij->i", a64, a64))
+    t64 = t.to(torch.float64)
+    return (t64 * t64).sum(1)
+
+
 def _prepare(X, Y, metric, shared_projector, device, name_x="X", name_y="Y") -> _Prepared:
     check_choice(metric, "metric", METRICS)
     X = check_array(X, name_x, ndim=2, finite=False)
@@ -431,10 +443,8 @@ def _prepare(X, Y, metric, shared_projector, device, name_x="X", name_y="Y") -> 
         ex = ex / torch.linalg.vector_norm(ex, dim=1, keepdim=True)
         ey = ey / torch.linalg.vector_norm(ey, dim=1, keepdim=True)
     d = ex.shape[1]
-    norm_max = 0.0
-    for t in (ex, ey):
-        if t.numel():
-            norm_max = max(norm_max, float(torch.linalg.vector_norm(t.to(torch.float64), dim=1).max()))
+    sq_ex, sq_ey = _sq_norms64(ex), _sq_norms64(ey)
+    norm_max = math.sqrt(max([float(t.max()) for t in (sq_ex, sq_ey) if t.numel()], default=0.0))
     u_gemm = _matmul_unit_roundoff(dev)
     # float32 filter unless the norms overflow float32 or the roundoff makes the bound useless
     use32 = norm_max < 1e17 and (d + 2) * u_gemm < 0.01
@@ -445,10 +455,12 @@ def _prepare(X, Y, metric, shared_projector, device, name_x="X", name_y="Y") -> 
     else:
         fx, fy = ex.to(torch.float64), ey.to(torch.float64)
         u_gemm, u_in, tiny = _U64, 0.0, 2.0**-1074
-    sq_x = (fx.to(torch.float64) ** 2).sum(1)
-    sq_y = (fy.to(torch.float64) ** 2).sum(1)
+    sq_x = sq_ex if fx.dtype == ex.dtype else _sq_norms64(fx)
+    sq_y = sq_ey if fy.dtype == ey.dtype else _sq_norms64(fy)
+    # max filter-row norms, rounded up (inputs to the a-priori error bound)
+    max_norms = tuple(float(t.max()) ** 0.5 * (1 + 1e-12) if t.numel() else 0.0 for t in (sq_x, sq_y))
     return _Prepared(ex, ey, fx.contiguous(), fy.contiguous(), sq_x, sq_y, norm_max,
-                     metric, dev, d, u_gemm, u_in, tiny)
+                     metric, dev, d, u_gemm, u_in, tiny, {"max_norms": max_norms})
 
 
 # --------------------------------------------------------------------------- thresholds
@@ -468,9 +480,7 @@ def _filter_row_thresholds(prep: _Prepared, sq_threshold: float, rows: slice) ->
     """Per-row threshold on ``||y||^2 - 2<x, y>`` (computed in the filter dtype) that no pair
     with exact squared difference norm ``<= sq_threshold`` can exceed."""
     d, u, ui, tiny = prep.d, prep.u_gemm, prep.u_in, prep.tiny
-    mx = float(prep.sq_x.max()) ** 0.5 if prep.sq_x.numel() else 0.0
-    my = float(prep.sq_y.max()) ** 0.5 if prep.sq_y.numel() else 0.0
-    mx, my = mx * (1 + 1e-12), my * (1 + 1e-12)
+    mx, my = prep.extra["max_norms"]
     # distance between the filter copies vs the exact rows (input rounding, incl. underflow)
     radius = math.sqrt(sq_threshold) + ui * 1.0001 * 2 * prep.norm_exact_max + 2 * math.sqrt(d) * tiny
     gamma = (d + 2) * u / (1 - (d + 2) * u)
@@ -575,36 +585,47 @@ def _block_shape(block_size, memory_budget: int, n: int, m: int, d: int, filt_by
     return bx, by
 
 
-def _candidates(prep: _Prepared, sq_threshold: float, block_size, memory_budget: int,
-                progress, desc: str):
-    """Yield (ii, jj, dist) of all pairs whose float64 distance may be within the threshold,
-    with their exact distances; ii, jj are global indices (no offsets)."""
+def _scan(prep: _Prepared, sq_threshold: float, block_size, memory_budget: int, progress,
+          desc: str, reduce_block) -> list:
+    """Run the blocked filter + exact recomputation over all pairs.
+
+    ``reduce_block(ii, jj, dist)`` receives the candidates of one block (global indices, no
+    offsets, exact float64 distances) and returns what to keep; the kept values are returned
+    in row-block-major, column-block-minor order.
+
+    On the CPU the row blocks are spread over ``torch.get_num_threads()`` worker threads,
+    each running single-threaded kernels on its own buffers: no barrier per small operation,
+    which keeps the join close to GEMM speed even when the cores are shared.
+    """
     n, m, d = prep.filt_x.shape[0], prep.filt_y.shape[0], prep.d
     if n == 0 or m == 0:
-        return
-    fbytes = prep.filt_x.element_size()
-    bx, by = _block_shape(block_size, memory_budget, n, m, d, fbytes, prep.device)
-    chunk = max(1, memory_budget // (3 * 8 * max(d, 1)))
-    buf = torch.empty(bx * by, dtype=prep.filt_x.dtype, device=prep.device)
-    mask = torch.empty(bx * by, dtype=torch.bool, device=prep.device)
-    ny = prep.sq_y.to(prep.filt_y.dtype)
+        return []
     on_cpu = prep.device.type == "cpu"
-    if progress is None:
-        progress = n * m >= 10**9
-    from tqdm.auto import tqdm
+    workers = max(1, min(torch.get_num_threads(), 64)) if on_cpu else 1
+    fbytes = prep.filt_x.element_size()
+    bx, by = _block_shape(block_size, memory_budget // workers, n, m, d, fbytes, prep.device)
+    chunk = max(1, memory_budget // workers // (3 * 8 * max(d, 1)))
+    ny = prep.sq_y.to(prep.filt_y.dtype)
+    fy = prep.filt_y
+    local = threading.local()
 
-    for r0 in tqdm(range(0, n, bx), desc=desc, disable=not progress, unit="block"):
+    def run_row_block(r0: int) -> list:
+        if not hasattr(local, "buf"):
+            local.buf = torch.empty(bx * by, dtype=prep.filt_x.dtype, device=prep.device)
+            local.mask = torch.empty(bx * by, dtype=torch.bool, device=prep.device)
+        buf, mask = local.buf, local.mask
         r1 = min(n, r0 + bx)
         rb = r1 - r0
         xs = prep.filt_x[r0:r1]
         thr = _filter_row_thresholds(prep, sq_threshold, slice(r0, r1))
+        kept = []
         for c0 in range(0, m, by):
             c1 = min(m, c0 + by)
             cb = c1 - c0
             g = buf[: rb * cb].view(rb, cb)
             mk = mask[: rb * cb].view(rb, cb)
             # g = ||y||^2 - 2 <x, y>  (the GEMM with the column norms fused in)
-            torch.addmm(ny[c0:c1], xs, prep.filt_y[c0:c1].T, beta=1, alpha=-2, out=g)
+            torch.addmm(ny[c0:c1], xs, fy[c0:c1].T, beta=1, alpha=-2, out=g)
             torch.le(g, thr, out=mk)
             if on_cpu:  # NumPy's SIMD flatnonzero is ~3x faster than torch.nonzero on CPU
                 flat = np.flatnonzero(mk.numpy())
@@ -617,7 +638,34 @@ def _candidates(prep: _Prepared, sq_threshold: float, block_size, memory_budget:
                 if hit.shape[0] == 0:
                     continue
                 ii, jj = hit[:, 0] + r0, hit[:, 1] + c0
-            yield ii, jj, _exact_distances(prep, ii, jj, chunk)
+            kept.append(reduce_block(ii, jj, _exact_distances(prep, ii, jj, chunk)))
+        return kept
+
+    if progress is None:
+        progress = n * m >= 10**9
+    from tqdm.auto import tqdm
+
+    starts = range(0, n, bx)
+    bar = tqdm(total=len(starts), desc=desc, disable=not progress, unit="block")
+    out: list = []
+    try:
+        if workers == 1:
+            for r0 in starts:
+                out.extend(run_row_block(r0))
+                bar.update()
+        else:
+            threads_before = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(workers) as pool:
+                    for kept in pool.map(run_row_block, starts):
+                        out.extend(kept)
+                        bar.update()
+            finally:
+                torch.set_num_threads(threads_before)
+    finally:
+        bar.close()
+    return out
 
 
 def _check_offsets(row_offset, col_offset):
@@ -687,26 +735,40 @@ def fiber_product(
     offsets = _check_offsets(row_offset, col_offset)
     prep = _prepare(X, Y, metric, shared_projector, device)
     sq_thr = _defining_sq_threshold(eps, metric, prep.d)
-    ii_all, jj_all, d_all = [], [], []
-    for ii, jj, dist in _candidates(prep, sq_thr, block_size, memory_budget, progress, "fiber_product"):
+
+    def keep_within(ii, jj, dist):
         keep = dist <= eps
-        ii_all.append(ii[keep])
-        jj_all.append(jj[keep])
-        d_all.append(dist[keep])
-    dev = prep.device
-    if ii_all:
-        ii, jj, dist = torch.cat(ii_all), torch.cat(jj_all), torch.cat(d_all)
-        order = torch.argsort(ii * max(1, prep.filt_y.shape[0]) + jj)
-        pairs = torch.stack([ii[order] + offsets[0], jj[order] + offsets[1]], dim=1)
-        dist = dist[order]
-    else:
-        pairs = torch.empty((0, 2), dtype=torch.int64, device=dev)
-        dist = torch.empty(0, dtype=torch.float64, device=dev)
+        return ii[keep], jj[keep], dist[keep]
+
+    kept = _scan(prep, sq_thr, block_size, memory_budget, progress, "fiber_product", keep_within)
+    ii_all, jj_all, d_all = [k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept]
     ref = X if is_torch(X) else Y
-    if is_torch(ref):
-        pairs, dist = pairs.to(ref.device), dist.to(ref.device)
+    width = max(1, prep.filt_y.shape[0])
+    if prep.device.type == "cpu":  # NumPy: the sort of a few int64 keys, no thread barriers
+        ii = np.concatenate([a.numpy() for a in ii_all]) if ii_all else np.empty(0, np.int64)
+        jj = np.concatenate([a.numpy() for a in jj_all]) if jj_all else np.empty(0, np.int64)
+        dist = np.concatenate([a.numpy() for a in d_all]) if d_all else np.empty(0, np.float64)
+        order = np.argsort(ii * width + jj, kind="stable")
+        pairs = np.empty((order.size, 2), dtype=np.int64)
+        pairs[:, 0] = ii[order] + offsets[0]
+        pairs[:, 1] = jj[order] + offsets[1]
+        dist = dist[order]
+        if is_torch(ref):
+            pairs, dist = torch.from_numpy(pairs).to(ref.device), torch.from_numpy(dist).to(ref.device)
     else:
-        pairs, dist = pairs.cpu().numpy(), dist.cpu().numpy()
+        dev = prep.device
+        if ii_all:
+            ii, jj, dist = torch.cat(ii_all), torch.cat(jj_all), torch.cat(d_all)
+            order = torch.argsort(ii * width + jj)
+            pairs = torch.stack([ii[order] + offsets[0], jj[order] + offsets[1]], dim=1)
+            dist = dist[order]
+        else:
+            pairs = torch.empty((0, 2), dtype=torch.int64, device=dev)
+            dist = torch.empty(0, dtype=torch.float64, device=dev)
+        if is_torch(ref):
+            pairs, dist = pairs.to(ref.device), dist.to(ref.device)
+        else:
+            pairs, dist = pairs.cpu().numpy(), dist.cpu().numpy()
     shape = (int(prep.filt_x.shape[0]), int(prep.filt_y.shape[0]))
     return FiberProduct(pairs, dist, eps, metric, shape, offsets)
 
@@ -761,10 +823,14 @@ def fiber_counts(
     sorted_grid = torch.as_tensor(grid[order], device=prep.device)
     hist = torch.zeros(grid.size + 1, dtype=torch.int64, device=prep.device)
     sq_thr = _defining_sq_threshold(float(grid.max()), metric, prep.d)
-    for _, _, dist in _candidates(prep, sq_thr, block_size, memory_budget, progress, "fiber_counts"):
+
+    def histogram(ii, jj, dist):
         # number of grid values strictly below d = first grid index whose ball contains the pair
-        pos = torch.searchsorted(sorted_grid, dist, side="left")
-        hist += torch.bincount(pos, minlength=grid.size + 1)
+        pos = torch.searchsorted(sorted_grid, dist.to(sorted_grid.device), side="left")
+        return torch.bincount(pos, minlength=grid.size + 1)
+
+    for h in _scan(prep, sq_thr, block_size, memory_budget, progress, "fiber_counts", histogram):
+        hist += h
     counts_sorted = torch.cumsum(hist, 0)[: grid.size].cpu().numpy()
     counts = np.empty(grid.size, dtype=np.int64)
     counts[order] = counts_sorted
