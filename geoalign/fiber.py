@@ -52,10 +52,10 @@ Memory
 ------
 The :math:`n \times m` distance matrix is never formed.  ``X`` is processed in
 row blocks and ``Y`` in column blocks; one float32 block buffer plus a boolean
-mask of the same shape are reused.  ``memory_budget`` (bytes, default 256 MiB)
-bounds that pair of buffers and the float64 candidate recomputation; the
-default block shape is also kept small on the CPU so that the buffer stays in
-cache.  Outputs (pairs and distances) are of course proportional to
+mask of the same shape are reused (one pair per worker thread on the CPU).
+``memory_budget`` (bytes, default 256 MiB) bounds all these buffers together
+and the float64 candidate recomputation; the default block shape is also kept
+small on the CPU (256 x 2048) so that each buffer stays in cache.  Outputs (pairs and distances) are of course proportional to
 :math:`N(\varepsilon)`.
 
 Distributed use
@@ -70,6 +70,7 @@ from __future__ import annotations
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -585,15 +586,42 @@ def _block_shape(block_size, memory_budget: int, n: int, m: int, d: int, filt_by
     return bx, by
 
 
+_THREADS_LOCK = threading.Lock()
+_THREADS_STATE = {"depth": 0, "saved": 1}
+
+
+@contextmanager
+def _single_threaded_kernels():
+    """Run torch's CPU kernels single-threaded while our own worker threads are active.
+
+    ``torch.set_num_threads`` is process-wide, so nested/concurrent scans (e.g. several Dask
+    worker threads) share one counter: the first entry saves the setting, the last exit
+    restores it.
+    """
+    with _THREADS_LOCK:
+        if _THREADS_STATE["depth"] == 0:
+            _THREADS_STATE["saved"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _THREADS_STATE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_STATE["depth"] -= 1
+            if _THREADS_STATE["depth"] == 0:
+                torch.set_num_threads(_THREADS_STATE["saved"])
+
+
 def _scan(prep: _Prepared, sq_threshold: float, block_size, memory_budget: int, progress,
-          desc: str, reduce_block) -> list:
+          desc: str, reduce_block, num_threads: int | None = None) -> list:
     """Run the blocked filter + exact recomputation over all pairs.
 
     ``reduce_block(ii, jj, dist)`` receives the candidates of one block (global indices, no
     offsets, exact float64 distances) and returns what to keep; the kept values are returned
     in row-block-major, column-block-minor order.
 
-    On the CPU the row blocks are spread over ``torch.get_num_threads()`` worker threads,
+    On the CPU the row blocks are spread over ``num_threads`` (default
+    ``torch.get_num_threads()``) worker threads,
     each running single-threaded kernels on its own buffers: no barrier per small operation,
     which keeps the join close to GEMM speed even when the cores are shared.
     """
@@ -601,7 +629,9 @@ def _scan(prep: _Prepared, sq_threshold: float, block_size, memory_budget: int, 
     if n == 0 or m == 0:
         return []
     on_cpu = prep.device.type == "cpu"
-    workers = max(1, min(torch.get_num_threads(), 64)) if on_cpu else 1
+    if num_threads is None:
+        num_threads = torch.get_num_threads()
+    workers = max(1, min(num_threads, 64)) if on_cpu else 1
     fbytes = prep.filt_x.element_size()
     bx, by = _block_shape(block_size, memory_budget // workers, n, m, d, fbytes, prep.device)
     chunk = max(1, memory_budget // workers // (3 * 8 * max(d, 1)))
@@ -649,23 +679,28 @@ def _scan(prep: _Prepared, sq_threshold: float, block_size, memory_budget: int, 
     bar = tqdm(total=len(starts), desc=desc, disable=not progress, unit="block")
     out: list = []
     try:
-        if workers == 1:
+        if on_cpu:
+            with _single_threaded_kernels():
+                if workers == 1:
+                    for r0 in starts:
+                        out.extend(run_row_block(r0))
+                        bar.update()
+                else:
+                    with ThreadPoolExecutor(workers) as pool:
+                        for kept in pool.map(run_row_block, starts):
+                            out.extend(kept)
+                            bar.update()
+        else:
             for r0 in starts:
                 out.extend(run_row_block(r0))
                 bar.update()
-        else:
-            threads_before = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                with ThreadPoolExecutor(workers) as pool:
-                    for kept in pool.map(run_row_block, starts):
-                        out.extend(kept)
-                        bar.update()
-            finally:
-                torch.set_num_threads(threads_before)
     finally:
         bar.close()
     return out
+
+
+def _check_threads(num_threads):
+    return None if num_threads is None else check_int(num_threads, "num_threads", minimum=1)
 
 
 def _check_offsets(row_offset, col_offset):
@@ -685,6 +720,7 @@ def fiber_product(
     row_offset: int = 0,
     col_offset: int = 0,
     progress: bool | None = None,
+    num_threads: int | None = None,
 ) -> FiberProduct:
     r"""Exact ε-join :math:`F_\varepsilon = \{(i,j) : \operatorname{dist}(x_i, y_j) \le \varepsilon\}`.
 
@@ -716,6 +752,11 @@ def fiber_product(
         :meth:`FiberProduct.concatenate`).
     progress : bool, optional
         tqdm progress over row blocks (default: only for ``n*m >= 1e9``).
+    num_threads : int, optional
+        CPU only: worker threads over row blocks, each running single-threaded
+        kernels (default ``torch.get_num_threads()``; use 1 inside a Dask or
+        multiprocessing worker that is already parallel).  While they run,
+        torch's intra-op thread count is set to 1 and restored afterwards.
 
     Returns
     -------
@@ -740,7 +781,8 @@ def fiber_product(
         keep = dist <= eps
         return ii[keep], jj[keep], dist[keep]
 
-    kept = _scan(prep, sq_thr, block_size, memory_budget, progress, "fiber_product", keep_within)
+    kept = _scan(prep, sq_thr, block_size, memory_budget, progress, "fiber_product", keep_within,
+                 _check_threads(num_threads))
     ii_all, jj_all, d_all = [k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept]
     ref = X if is_torch(X) else Y
     width = max(1, prep.filt_y.shape[0])
@@ -794,6 +836,7 @@ def fiber_counts(
     device: Any = None,
     shared_projector: Any = None,
     progress: bool | None = None,
+    num_threads: int | None = None,
 ) -> FiberCounts:
     r"""Exact :math:`N(\varepsilon_k) = |F_{\varepsilon_k}|` for a whole grid in ONE pass.
 
@@ -808,7 +851,7 @@ def fiber_counts(
     Y : array-like or torch.Tensor, shape=[m, d]
     eps_grid : array-like, shape=[g]
         Tolerances ``>= 0`` in any order (results follow the given order).
-    metric, block_size, memory_budget, device, shared_projector, progress
+    metric, block_size, memory_budget, device, shared_projector, progress, num_threads
         As in :func:`fiber_product`.
 
     Returns
@@ -829,7 +872,8 @@ def fiber_counts(
         pos = torch.searchsorted(sorted_grid, dist.to(sorted_grid.device), side="left")
         return torch.bincount(pos, minlength=grid.size + 1)
 
-    for h in _scan(prep, sq_thr, block_size, memory_budget, progress, "fiber_counts", histogram):
+    for h in _scan(prep, sq_thr, block_size, memory_budget, progress, "fiber_counts", histogram,
+                   _check_threads(num_threads)):
         hist += h
     counts_sorted = torch.cumsum(hist, 0)[: grid.size].cpu().numpy()
     counts = np.empty(grid.size, dtype=np.int64)

@@ -308,3 +308,21 @@ def test_property_monotone_and_symmetric(sets, e1, e2):
     assert {tuple(p) for p in a.pairs.tolist()} <= {tuple(p) for p in b.pairs.tolist()}
     swapped = fiber_product(Y, X, hi)
     assert sorted(map(tuple, swapped.pairs[:, ::-1].tolist())) == sorted(map(tuple, b.pairs.tolist()))
+
+
+def test_threads_setting_restored_and_results_independent_of_threads(rng):
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, Y = rng.normal(size=(700, 8)), rng.normal(size=(300, 8))
+    before = torch.get_num_threads()
+    ref = fiber_product(X, Y, 2.0, block_size=(64, 100))
+    for k in (1, 3):
+        fp = fiber_product(X, Y, 2.0, block_size=(64, 100), num_threads=k)
+        np.testing.assert_array_equal(fp.pairs, ref.pairs)
+    # concurrent callers (e.g. Dask worker threads) leave torch's thread count as it was
+    with ThreadPoolExecutor(3) as pool:
+        outs = list(pool.map(lambda i: fiber_counts(X, Y, [1.0, 2.0], block_size=(64, 100)).counts, range(6)))
+    assert all((o == outs[0]).all() for o in outs) and outs[0][1] == ref.count
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="num_threads must be >= 1"):
+        fiber_product(X, Y, 1.0, num_threads=0)
