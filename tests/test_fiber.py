@@ -326,3 +326,26 @@ def test_threads_setting_restored_and_results_independent_of_threads(rng):
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match="num_threads must be >= 1"):
         fiber_product(X, Y, 1.0, num_threads=0)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e20])
+def test_extreme_scales_stay_exact(rng, scale):
+    # 1e20: squared norms overflow float32 -> float64 filter; 1e-30: float32 underflow
+    X, Y = rng.normal(size=(40, 16)) * scale, rng.normal(size=(30, 16)) * scale
+    D = cdist(X, Y)
+    eps = float(np.quantile(D, 0.1))
+    np.testing.assert_array_equal(fiber_product(X, Y, eps).pairs, np.argwhere(D <= eps))
+
+
+def test_lowered_matmul_precision_stays_exact(rng):
+    X = rng.normal(size=(200, 64)).astype(np.float32)
+    Y = rng.normal(size=(150, 64)).astype(np.float32)
+    D = cdist(X.astype(np.float64), Y.astype(np.float64))
+    eps = float(np.quantile(D, 0.02))
+    before = torch.get_float32_matmul_precision()
+    try:
+        for precision in ("high", "medium"):
+            torch.set_float32_matmul_precision(precision)
+            np.testing.assert_array_equal(fiber_product(X, Y, eps).pairs, np.argwhere(D <= eps))
+    finally:
+        torch.set_float32_matmul_precision(before)
