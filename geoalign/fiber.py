@@ -58,6 +58,15 @@ and the float64 candidate recomputation; the default block shape is also kept
 small on the CPU (256 x 2048) so that each buffer stays in cache.  Outputs (pairs and distances) are of course proportional to
 :math:`N(\varepsilon)`.
 
+Speed
+-----
+Per block: one ``torch.addmm`` (GEMM with the column norms fused in), one
+comparison with a per-row threshold into a reused boolean mask, and a
+flat-nonzero on the mask; only the (rare) hits are gathered and recomputed.
+On the CPU, row blocks are distributed over worker threads that each run
+single-threaded kernels on cache-sized buffers (``num_threads``), which avoids
+per-operation thread barriers; see ``benchmarks/bench_fiber.py``.
+
 Distributed use
 ---------------
 ``row_offset`` / ``col_offset`` shift the reported indices, so that a worker can
