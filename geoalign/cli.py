@@ -1,8 +1,9 @@
 """The ``geoalign`` command line.
 
-Subcommands are registered in :data:`COMMANDS` as ``name -> (module, help)``.
-The module is imported only when its subcommand runs, and must define
-``configure_parser(parser)`` (add its arguments) and ``run_cli(args) -> int``.
+Subcommands are registered in :data:`COMMANDS` as ``name -> (module, help)``
+or ``name -> (module, help, configure_function, run_function)``.  The module is
+imported only when its subcommand runs, and defines ``configure_parser(parser)``
+(add its arguments) and ``run_cli(args) -> int`` unless other names are given.
 This keeps ``geoalign info`` fast and lets each concept own its own options.
 """
 from __future__ import annotations
@@ -14,8 +15,13 @@ import sys
 
 __all__ = ["main", "COMMANDS"]
 
-COMMANDS: dict[str, tuple[str, str]] = {
+COMMANDS: dict[str, tuple[str, ...]] = {
     "info": ("geoalign.cli", "print versions, devices and threads"),
+    "figures": ("geoalign.figures", "regenerate the paper's figures and tables"),
+    "train": ("geoalign.train", "train a model from a JSON/TOML config",
+              "configure_train_parser", "run_train_cli"),
+    "eval": ("geoalign.train", "evaluate a saved model on paired data (retrieval metrics)",
+             "configure_eval_parser", "run_eval_cli"),
 }
 
 
@@ -74,12 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         top.print_help()
         return 0 if argv else 2
     ns = top.parse_args(argv[:1])
-    module_name, help_text = COMMANDS[ns.command]
+    module_name, help_text, *functions = COMMANDS[ns.command]
+    configure_name, run_name = functions or ("configure_parser", "run_cli")
     module = importlib.import_module(module_name)
     sub = argparse.ArgumentParser(prog=f"geoalign {ns.command}", description=help_text)
-    module.configure_parser(sub)
+    getattr(module, configure_name)(sub)
     args = sub.parse_args(argv[1:])
-    return int(module.run_cli(args) or 0)
+    return int(getattr(module, run_name)(args) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

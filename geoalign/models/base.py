@@ -1,0 +1,303 @@
+r"""The estimator API that every trainable alignment model shares.
+
+:class:`AlignmentEstimator` is a scikit-learn style wrapper around a torch
+module trained by :class:`geoalign.train.Trainer`.  A subclass only says how
+to build its module::
+
+    class MyModel(AlignmentEstimator):
+        def __init__(self, dim=64, ..., max_epochs=50, batch_size=256, lr=1e-3,
+                     weight_decay=0.0, optimizer="adam", trainer_options=None,
+                     dtype="float32", device=None, random_state=None):
+            ...store every argument under its own name...
+
+        def _build_module(self, n_features_a, n_features_b, X_a, X_b, y):
+            return MyModule(...)   # has training_loss, embed_a, embed_b
+
+The base class validates the input before any training (matching pair counts,
+labels one per pair, no NaN/Inf, 2-D features), seeds the module's
+initialisation with ``random_state``, trains it, and provides
+``transform_a``/``transform_b`` (NumPy in -> NumPy out, tensor in -> tensor out
+on the input's device), ``save``/``load`` and ``get_params``/``set_params``.
+Learned attributes end in ``_``: ``module_``, ``history_``,
+``n_features_a_``, ``n_features_b_``, ``seed_``.
+
+Models are registered by name in :data:`MODEL_REGISTRY` (``name ->
+"module:Class"``, imported only when used) so configs and the CLI can build
+them; use :func:`register_model` to add one.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._backend import check_same_device, is_torch, like, resolve_device, to_numpy
+from .._io import atomic_write_bytes
+from .._validation import check_array, check_same_length
+
+__all__ = ["AlignmentEstimator", "MODEL_REGISTRY", "register_model", "get_model_class",
+           "NotFittedError"]
+
+SAVE_FORMAT = "geoalign.model/1"
+
+#: model name -> "module:Class" (imported lazily) or the class itself
+MODEL_REGISTRY: dict[str, Any] = {
+    "linear_contrastive": "geoalign.models.contrastive:LinearContrastive",
+}
+
+
+def register_model(name: str, target: Any) -> None:
+    """Register ``target`` (a class or ``"module:Class"``) under ``name`` for configs and the CLI."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"model name must be a non-empty string, got {name!r}")
+    MODEL_REGISTRY[name] = target
+
+
+def get_model_class(name: str) -> type:
+    """The estimator class registered under ``name``."""
+    if name not in MODEL_REGISTRY:
+        raise ValueError(f"unknown model {name!r}; registered: {', '.join(sorted(MODEL_REGISTRY))}")
+    target = MODEL_REGISTRY[name]
+    if isinstance(target, str):
+        module, _, attr = target.partition(":")
+        target = getattr(importlib.import_module(module), attr)
+    return target
+
+
+class NotFittedError(RuntimeError):
+    """Raised when a fitted attribute is needed before ``fit``."""
+
+
+class AlignmentEstimator:
+    """Base class: validation, device, conversion, training and persistence of a torch model.
+
+    Subclasses define ``__init__`` (every argument stored under its own name;
+    they must include ``max_epochs``, ``batch_size``, ``lr``, ``weight_decay``,
+    ``optimizer``, ``trainer_options``, ``dtype``, ``device`` and
+    ``random_state``) and ``_build_module``.  ``trainer_options`` is a dict of
+    further :class:`~geoalign.train.Trainer` arguments (scheduler, log_dir,
+    checkpoint_dir, early_stopping_patience, val_fraction, progress, ...).
+    """
+
+    # -- parameters (scikit-learn convention) -----------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values()
+                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Constructor arguments as a dict."""
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def set_params(self, **params) -> "AlignmentEstimator":
+        """Set constructor arguments; unknown names raise ``ValueError``."""
+        valid = set(self._param_names())
+        for k, v in params.items():
+            if k not in valid:
+                raise ValueError(f"invalid parameter {k!r} for {type(self).__name__}; "
+                                 f"valid: {sorted(valid)}")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- hooks for subclasses -------------------------------------------------------
+    def _build_module(self, n_features_a: int, n_features_b: int, X_a, X_b, y):
+        """Return the untrained ``nn.Module`` (with ``training_loss``, ``embed_a``, ``embed_b``).
+
+        ``X_a``, ``X_b`` (float tensors on the CPU) and ``y`` (int64 tensor or
+        None) are the training data, for data-dependent buffers such as
+        standardisation statistics.
+        """
+        raise TypeError(f"{type(self).__name__} must implement _build_module")
+
+    def _module_config(self) -> dict:
+        """Extra state besides parameters needed to rebuild the module in :meth:`load`."""
+        return {}
+
+    # -- helpers --------------------------------------------------------------------
+    def _torch_dtype(self):
+        import torch
+
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        return getattr(torch, self.dtype)
+
+    def _validate_pairs(self, X_a, X_b, y, prefix: str = ""):
+        X_a = check_array(X_a, f"{prefix}X_a", ndim=2, allow_empty=False)
+        X_b = check_array(X_b, f"{prefix}X_b", ndim=2, allow_empty=False)
+        check_same_length(**{f"{prefix}X_a": X_a, f"{prefix}X_b": X_b})
+        if y is not None:
+            y = check_array(y, f"{prefix}y", ndim=1)
+            if tuple(y.shape)[0] != tuple(X_a.shape)[0]:
+                raise ValueError(f"{prefix}y must have one label per pair: got {tuple(y.shape)[0]} "
+                                 f"labels for {tuple(X_a.shape)[0]} pairs")
+            yn = to_numpy(y)
+            if not (np.issubdtype(yn.dtype, np.integer) or
+                    (np.issubdtype(yn.dtype, np.floating) and np.all(yn == np.round(yn)))):
+                raise ValueError(f"{prefix}y must hold integer class labels, got dtype {yn.dtype}")
+        return X_a, X_b, y
+
+    def _check_fitted(self) -> None:
+        if getattr(self, "module_", None) is None:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X_a, X_b) first")
+
+    # -- API --------------------------------------------------------------------------
+    def fit(self, X_a, X_b, y=None, val_data=None) -> "AlignmentEstimator":
+        """Train on paired views.
+
+        Parameters
+        ----------
+        X_a : array-like, shape=[n, d_a]
+        X_b : array-like, shape=[n, d_b]
+            Row ``i`` of ``X_a`` is paired with row ``i`` of ``X_b``.
+        y : array-like of int, shape=[n], optional
+            Class labels (used by models that use them; validated always).
+        val_data : tuple (X_a, X_b[, y]), optional
+            Validation pairs for early stopping / ``best.pt``.
+
+        Returns
+        -------
+        self
+        """
+        import torch
+
+        from ..train import Trainer
+
+        X_a, X_b, y = self._validate_pairs(X_a, X_b, y)
+        check_same_device(X_a=X_a, X_b=X_b)
+        if val_data is not None:
+            parts = tuple(val_data)
+            if len(parts) not in (2, 3):
+                raise ValueError(f"val_data must be (X_a, X_b) or (X_a, X_b, y), got {len(parts)} items")
+            parts = parts + (None,) * (3 - len(parts))
+            va, vb, vy = self._validate_pairs(*parts[:3], prefix="val_")
+            if tuple(va.shape)[1] != tuple(X_a.shape)[1] or tuple(vb.shape)[1] != tuple(X_b.shape)[1]:
+                raise ValueError(f"val_data has {tuple(va.shape)[1]} and {tuple(vb.shape)[1]} features, "
+                                 f"training data {tuple(X_a.shape)[1]} and {tuple(X_b.shape)[1]}")
+            val_data = (va, vb) if vy is None else (va, vb, vy)
+        device = resolve_device(self.device, X_a, X_b)
+        dtype = self._torch_dtype()
+        options = dict(self.trainer_options or {})
+        own = {"max_epochs": self.max_epochs, "batch_size": self.batch_size, "lr": self.lr,
+               "weight_decay": self.weight_decay, "optimizer": self.optimizer}
+        twice = sorted(set(options) & (set(own) | {"device", "seed"}))
+        if twice:
+            raise ValueError(f"trainer_options must not repeat estimator parameters {twice}; "
+                             "set them on the estimator")
+        seed = self.random_state
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31 - 1))
+        trainer = Trainer(**own, device=device, seed=int(seed), **options)
+        ta = torch.as_tensor(to_numpy(X_a), dtype=dtype)
+        tb = torch.as_tensor(to_numpy(X_b), dtype=dtype)
+        ty = None if y is None else torch.as_tensor(to_numpy(y)).to(torch.int64)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            module = self._build_module(ta.shape[1], tb.shape[1], ta, tb, ty)
+        module = module.to(dtype=dtype)
+        data = (ta, tb) if ty is None else (ta, tb, ty)
+        self.history_ = trainer.fit(module, data, val_data=val_data)
+        self.module_ = module
+        self.n_features_a_ = int(ta.shape[1])
+        self.n_features_b_ = int(tb.shape[1])
+        self.seed_ = int(seed)
+        return self
+
+    def _transform(self, X, which: str, n_features: int):
+        import torch
+
+        self._check_fitted()
+        name = f"X_{which}"
+        X = check_array(X, name, ndim=2)
+        if tuple(X.shape)[1] != n_features:
+            raise ValueError(f"{name} must have shape (n, {n_features}), got {tuple(X.shape)}")
+        param = next(self.module_.parameters())
+        xt = X.to(device=param.device, dtype=param.dtype) if is_torch(X) else \
+            torch.as_tensor(np.asarray(X), dtype=param.dtype, device=param.device)
+        self.module_.eval()
+        with torch.no_grad():
+            z = getattr(self.module_, f"embed_{which}")(xt)
+        return like(z, X)
+
+    def transform_a(self, X):
+        """Embed view-a samples, ``X : array-like, shape=[n, d_a]`` -> ``shape=[n, dim]``."""
+        self._check_fitted()
+        return self._transform(X, "a", self.n_features_a_)
+
+    def transform_b(self, X):
+        """Embed view-b samples, ``X : array-like, shape=[n, d_b]`` -> ``shape=[n, dim]``."""
+        self._check_fitted()
+        return self._transform(X, "b", self.n_features_b_)
+
+    # -- persistence ----------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write parameters, learned attributes and weights to ``path`` atomically (torch format)."""
+        import torch
+
+        self._check_fitted()
+        params = self.get_params()
+        if params.get("device") is not None:
+            params["device"] = str(params["device"])  # torch.device -> plain string for the file
+        params["trainer_options"] = {k: (str(v) if isinstance(v, Path) else v)
+                                     for k, v in (params.get("trainer_options") or {}).items()
+                                     if k != "callbacks"}
+        state = {"format": SAVE_FORMAT,
+                 "class": f"{type(self).__module__}:{type(self).__qualname__}",
+                 "params": params,
+                 "n_features_a": self.n_features_a_, "n_features_b": self.n_features_b_,
+                 "seed": self.seed_, "module_config": self._module_config(),
+                 "history": {"records": self.history_.records, "monitor": self.history_.monitor,
+                             "best_epoch": self.history_.best_epoch,
+                             "best_metric": self.history_.best_metric,
+                             "stopped_early": self.history_.stopped_early},
+                 "state_dict": {k: v.detach().cpu() for k, v in self.module_.state_dict().items()}}
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        return atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: Any = None) -> "AlignmentEstimator":
+        """Load an estimator written by :meth:`save` (onto ``device``, default its saved device).
+
+        ``AlignmentEstimator.load`` returns whatever subclass was saved; a
+        subclass's ``load`` refuses files of another class.
+        """
+        import torch
+
+        from ..train import TrainingHistory
+
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"model file {path} does not exist")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != SAVE_FORMAT:
+            raise ValueError(f"{path} is not a saved geoalign model (expected format {SAVE_FORMAT!r})")
+        module_name, _, qual = state["class"].partition(":")
+        klass = getattr(importlib.import_module(module_name), qual)
+        if cls is not AlignmentEstimator and not issubclass(klass, cls):
+            raise ValueError(f"{path} holds a {klass.__name__}, not a {cls.__name__}")
+        params = dict(state["params"])
+        if device is not None:
+            params["device"] = device
+        est = klass(**params)
+        X_a = torch.zeros(1, state["n_features_a"], dtype=est._torch_dtype())
+        X_b = torch.zeros(1, state["n_features_b"], dtype=est._torch_dtype())
+        module = est._build_module(state["n_features_a"], state["n_features_b"], X_a, X_b, None,
+                                   **state["module_config"])
+        module.load_state_dict(state["state_dict"])
+        est.module_ = module.to(device=resolve_device(params.get("device")), dtype=est._torch_dtype())
+        est.module_.eval()
+        est.n_features_a_ = state["n_features_a"]
+        est.n_features_b_ = state["n_features_b"]
+        est.seed_ = state["seed"]
+        est.history_ = TrainingHistory(**state["history"])
+        return est
