@@ -1044,6 +1044,15 @@ class BlockedFiberProduct:
     eps: float
     n_blocks: int
 
+    @property
+    def rho(self) -> float:
+        """:math:`\\rho(\\varepsilon) = N(\\varepsilon)/(nm)` (NaN when ``n*m == 0``)."""
+        total = self.shape[0] * self.shape[1]
+        return self.count / total if total else float("nan")
+
+    def __len__(self) -> int:
+        return self.count
+
 
 def _fiber_block(x_block, y, eps: float, row0: int, join: Any, kwargs: dict):
     """Worker side: join one row block and shift its row indices by ``row0``."""

@@ -164,6 +164,7 @@ def test_distributed_join_matches_brute_force(client, rng, block_rows):
     assert isinstance(got, BlockedFiberProduct)
     assert got.count == ref.count > 0 and got.shape == (53, 41)
     assert got.n_blocks == -(-53 // block_rows)
+    assert len(got) == got.count and got.rho == pytest.approx(ref.count / (53 * 41))
     np.testing.assert_array_equal(got.pairs, ref.pairs)
     np.testing.assert_allclose(got.distances, ref.distances, rtol=1e-12)
     assert got.pairs.dtype == np.int64
