@@ -2,7 +2,7 @@
 
 NumPy inputs give NumPy results; tensors (any device) give tensors.
 """
-from .barycenter import (
+from ._barycenter import (
     FixedSupportBarycenterResult,
     FreeSupportBarycenterResult,
     GaussianBarycenterResult,
@@ -10,9 +10,9 @@ from .barycenter import (
     free_support_barycenter,
     gaussian_barycenter,
 )
-from .divergence import SinkhornDivergenceResult, sinkhorn_divergence
-from .sinkhorn import SinkhornResult, sinkhorn
-from .sliced import SlicedWassersteinResult, projection_directions, sliced_wasserstein
+from ._divergence import SinkhornDivergenceResult, sinkhorn_divergence
+from ._sinkhorn import SinkhornResult, sinkhorn
+from ._sliced import SlicedWassersteinResult, projection_directions, sliced_wasserstein
 
 __all__ = [
     "FixedSupportBarycenterResult",

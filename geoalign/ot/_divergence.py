@@ -7,7 +7,7 @@ r"""Debiased Sinkhorn divergence between point clouds (GeomLoss-style).
     \qquad C(x, y) = \tfrac1p \|x - y\|^p,
 
 with :math:`\mathrm{OT}_\varepsilon` the entropic cost with KL penalty relative to
-:math:`\alpha\otimes\beta` (see :mod:`geoalign.ot.sinkhorn`).  :math:`S_\varepsilon \ge 0`,
+:math:`\alpha\otimes\beta` (see :func:`geoalign.ot.sinkhorn`).  :math:`S_\varepsilon \ge 0`,
 with equality iff :math:`\alpha = \beta` (Feydy et al. 2019).
 
 The four dual problems run together in the log domain with symmetric,

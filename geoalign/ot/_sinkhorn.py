@@ -92,8 +92,16 @@ def _exact_iterations(alpha, beta, C, eps, loga, logb, k):
     return alpha, beta
 
 
-def _kernel(alpha, beta, C, eps):
-    return torch.exp((alpha[:, :, None] + beta[:, None, :] - C) / eps)
+def _kernel(alpha, beta, C, eps, tau):
+    """Absorbed kernel; entries below tiny*e^(2 tau) are set to 0.
+
+    Their contribution to the plan is below tiny*e^(4 tau) (negligible), and
+    keeping them would make every later product a subnormal number, which x86
+    CPUs process up to 100x slower.
+    """
+    K = torch.exp((alpha[:, :, None] + beta[:, None, :] - C) / eps)
+    floor = torch.finfo(C.dtype).tiny * math.exp(2 * tau)
+    return K.masked_fill_(K < floor, 0)
 
 
 def solve(a, b, C, eps, max_iter, tol, check_every=10, eps_scaling=None, init=None):
@@ -119,8 +127,8 @@ def solve(a, b, C, eps, max_iter, tol, check_every=10, eps_scaling=None, init=No
     loga, logb = _log(a), _log(b)
     bt, at = b[:, :, None], a[:, :, None]
     tiny = torch.finfo(C.dtype).tiny
-    # Absorb when a scaling leaves [e^-tau, e^tau]: a quarter of the exponent range.
-    tau = 0.25 * math.log(torch.finfo(C.dtype).max)
+    # Absorb when a scaling leaves [e^-tau, e^tau] (an eighth of the exponent range).
+    tau = 0.125 * math.log(torch.finfo(C.dtype).max)
 
     if init is None:
         alpha = torch.zeros_like(a)
@@ -147,7 +155,7 @@ def solve(a, b, C, eps, max_iter, tol, check_every=10, eps_scaling=None, init=No
     for stage, e in enumerate(schedule):
         final = stage == len(schedule) - 1
         budget = max_iter - n_iter if final else min(check_every, max_iter - n_iter)
-        K = _kernel(alpha, beta, C, e)
+        K = _kernel(alpha, beta, C, e, tau)
         u = torch.ones_like(at)
         v = torch.ones_like(bt)
         done = 0
@@ -172,7 +180,7 @@ def solve(a, b, C, eps, max_iter, tol, check_every=10, eps_scaling=None, init=No
                 alpha = alpha + e * torch.log(u0[..., 0])
                 beta = beta + e * torch.log(v0[..., 0])
                 alpha, beta = _exact_iterations(alpha, beta, C, e, loga, logb, k)
-                K = _kernel(alpha, beta, C, e)
+                K = _kernel(alpha, beta, C, e, tau)
                 u = torch.ones_like(at)
                 v = torch.ones_like(bt)
                 err = float((K.sum(1) - b).abs().sum(1).max())
@@ -181,7 +189,7 @@ def solve(a, b, C, eps, max_iter, tol, check_every=10, eps_scaling=None, init=No
                 if stats[1] > tau:
                     alpha = alpha + e * torch.log(u[..., 0])
                     beta = beta + e * torch.log(v[..., 0])
-                    K = _kernel(alpha, beta, C, e)
+                    K = _kernel(alpha, beta, C, e, tau)
                     u = torch.ones_like(at)
                     v = torch.ones_like(bt)
             done += k

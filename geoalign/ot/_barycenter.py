@@ -7,7 +7,7 @@ r"""Wasserstein barycentres: fixed support, free support, Gaussian (Bures).
   over the locations :math:`X` of a fixed-size support (Cuturi & Doucet 2014):
   alternate optimal plans :math:`P_k` and the barycentric update
   :math:`X \leftarrow \sum_k w_k \operatorname{diag}(q)^{-1} P_k Y_k`; plans from the
-  exact LP (POT ``ot.emd``) or from :func:`~geoalign.ot.sinkhorn.sinkhorn`
+  exact LP (POT ``ot.emd``) or from :func:`~geoalign.ot.sinkhorn`
   batched over all measures (padded with zero-mass points).
 * :func:`gaussian_barycenter` — barycentre of :math:`\mathcal N(m_k, \Sigma_k)`:
   mean :math:`\sum_k w_k m_k` and the covariance fixed point
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .._validation import check_array, check_int, check_nonnegative_scalar, check_positive_scalar
 from .._warnings import ConvergenceWarning
 from . import _common
-from .sinkhorn import solve
+from ._sinkhorn import solve
 
 __all__ = [
     "FixedSupportBarycenterResult",
@@ -206,7 +206,7 @@ def _measures(measures, measure_weights):
 
 def free_support_barycenter(measures, weights=None, support_size=None, reg=None, max_iter=100,
                             tol=1e-7, measure_weights=None, init=None, support_weights=None,
-                            seed=0, inner_max_iter=2000, inner_tol=1e-6, progress=False,
+                            seed=0, inner_max_iter=1000, inner_tol=1e-5, progress=False,
                             warn=True, device=None):
     r"""Free-support Wasserstein-2 barycentre of point clouds.
 
