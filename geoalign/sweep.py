@@ -926,8 +926,14 @@ def register_study(name: str, func: Callable, default_grid: Grid | Mapping, *,
     return study
 
 
+def _load_builtin_studies() -> None:
+    """Import :mod:`geoalign.studies`, which registers the built-in studies (once)."""
+    importlib.import_module("geoalign.studies")
+
+
 def get_study(name: str) -> Study:
     """The registered study called ``name``."""
+    _load_builtin_studies()
     if name not in _STUDIES:
         raise KeyError(f"unknown study {name!r}; registered: {', '.join(sorted(_STUDIES)) or 'none'}")
     return _STUDIES[name]
@@ -935,6 +941,7 @@ def get_study(name: str) -> Study:
 
 def list_studies() -> dict[str, Study]:
     """All registered studies by name."""
+    _load_builtin_studies()
     return dict(sorted(_STUDIES.items()))
 
 
