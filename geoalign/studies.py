@@ -109,6 +109,14 @@ def _all_inside(*fractions: float) -> bool:
     return all(f == 1.0 or math.isnan(f) for f in fractions)
 
 
+def _farthest_partner(points: np.ndarray, partners: np.ndarray, dist: np.ndarray):
+    """For each distinct entry of ``points``: the partner at the largest distance."""
+    order = np.lexsort((dist, points))  # by point, then by distance ascending
+    sorted_points = points[order]
+    last = np.r_[sorted_points[1:] != sorted_points[:-1], True]
+    return sorted_points[last], partners[order[last]]
+
+
 def _unit_rows(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Rows scaled to unit norm; zero rows get a random unit direction."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
@@ -252,7 +260,7 @@ def dimension_study(d: int, k: int, eps: float = 1.0, sigma: float = 0.5, n: int
         ``recall``/``precision`` and ``recall_projected``/``precision_projected``
         against the true pairs; ``eta_empirical``, ``eta_jl``, ``eta_ratio``;
         ``sandwich_lower`` (fraction of :math:`F_{\varepsilon/(1+\eta)}` in
-        :math:`F'_\varepsilon`), ``sandwich_upper`` (fraction of
+        :math:`F'_\varepsilon`, NaN when that set is empty), ``sandwich_upper`` (fraction of
         :math:`F'_\varepsilon` in :math:`F_{\varepsilon/(1-\eta)}`, 1 when
         :math:`\eta \ge 1`), ``sandwich_holds`` (1/0) and ``sandwich_jl_holds``
         (the same with :math:`\eta_{JL}`); ``true_mean_distance``,
@@ -402,15 +410,10 @@ def perturbation_study(eps: float = 1.0, delta_f: float = 0.1, delta_g: float = 
     dir_f = _unit_rows(rng.standard_normal(U.shape), rng)
     dir_g = _unit_rows(rng.standard_normal(V.shape), rng)
     if direction == "adversarial" and fp.count:
-        # each point's farthest partner within F_eps: sort by distance, the last write wins
-        order = np.argsort(dist, kind="stable")
-        far_j = np.full(n, -1)
-        far_i = np.full(n, -1)
-        far_j[pairs[order, 0]] = pairs[order, 1]
-        far_i[pairs[order, 1]] = pairs[order, 0]
-        rows, cols = np.flatnonzero(far_j >= 0), np.flatnonzero(far_i >= 0)
-        dir_f[rows] = _unit_rows(U[rows] - V[far_j[rows]], rng)
-        dir_g[cols] = _unit_rows(V[cols] - U[far_i[cols]], rng)
+        rows, far_j = _farthest_partner(pairs[:, 0], pairs[:, 1], dist)
+        cols, far_i = _farthest_partner(pairs[:, 1], pairs[:, 0], dist)
+        dir_f[rows] = _unit_rows(U[rows] - V[far_j], rng)
+        dir_g[cols] = _unit_rows(V[cols] - U[far_i], rng)
     Up, Vp = U + df * dir_f, V + dg * dir_g
 
     width = n

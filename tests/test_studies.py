@@ -5,6 +5,8 @@ import argparse
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 
 from geoalign import studies
@@ -204,3 +206,15 @@ def test_cli_lists_and_runs_a_builtin_study(tmp_path, capsys):
     assert _cli(["epsilon", "--param", "distance=taxicab", "--param", "eps=1", "--zip", "n=20",
                  "--executor", "serial", "--no-progress", "--out", str(tmp_path / "bad")]) == 1
     assert "distance" in capsys.readouterr().out
+
+
+@settings(max_examples=12)
+@given(eps=st.floats(0.1, 3.0), delta_f=st.floats(0.0, 1.0), delta_g=st.floats(0.0, 1.0),
+       direction=st.sampled_from(["random", "adversarial"]), seed=st.integers(0, 2**16))
+def test_perturbation_bound_is_a_theorem(eps, delta_f, delta_g, direction, seed):
+    out = studies.perturbation_study(eps=eps, delta_f=delta_f, delta_g=delta_g, direction=direction,
+                                     dim=12, n=60, seed=seed)
+    assert out["holds"] == 1.0
+    assert out["contained_at_bound"] == 1.0 or (out["count"] == 0 and np.isnan(out["contained_at_bound"]))
+    if out["count"] and delta_f + delta_g > 0 and direction == "adversarial":
+        assert out["tightness"] == pytest.approx(1.0, abs=1e-9)
