@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import math
-from typing import Any
 
 import numpy as np
 
