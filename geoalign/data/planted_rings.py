@@ -520,8 +520,10 @@ class PlantedRingAlignment:
         g = RingLinearEmbedding(V, T, tok, np.concatenate([Hs, Hb], axis=1), 1)
         self._model = dict(
             f=f, g=g, c=c, Hs=Hs, Ha=Ha, Hb=Hb, centres=centres, levels=(lo, hi),
-            delta_f=math.sqrt(c) * eta_p / step * math.sqrt(rs + ra),
-            delta_g=math.sqrt(c) * eta_q * math.sqrt(rs + rb),
+            # one correctly rounded sqrt of the exact dyadic square: equals the float64
+            # norm of an extreme noise vector, so the bound is attained without rounding slack
+            delta_f=math.sqrt(c * (rs + ra) * eta_p ** 2 / step ** 2),
+            delta_g=math.sqrt(c * (rs + rb) * eta_q ** 2),
             sample_seed=int(rng.integers(2 ** 63 - 1)),
         )
 
