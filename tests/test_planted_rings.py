@@ -111,6 +111,13 @@ def test_fiber_product_recovers_known_fiber():
     np.testing.assert_array_equal(fiber_product(X, Y, eps=eps).pairs, d.fiber_pairs(eps))
     Xt, Yt = torch.as_tensor(X), torch.as_tensor(Y)
     np.testing.assert_array_equal(fiber_product(Xt, Yt, eps=0).pairs.numpy(), d.fiber_pairs(0))
+    # with noise: F_0 of the clean maps (diagonal included) lies in F_{delta_f + delta_g} of the noisy ones
+    noisy = PlantedRingAlignment(shared_rank=3, private_ranks=(0, 0), pixel_noise=4, token_noise=2,
+                                 random_state=12).sample(300)
+    Xn, Yn = noisy.embeddings()
+    found = as_mask(fiber_product(Xn, Yn, eps=noisy.delta_f + noisy.delta_g).pairs, 300)
+    assert np.diag(found).all()
+    assert not (as_mask(noisy.fiber_pairs(0), 300) & ~found).any()
 
 
 @pytest.mark.parametrize("private_ranks", [(0, 0), (2, 1)])
