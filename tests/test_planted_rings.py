@@ -1,6 +1,4 @@
 """Ring-valued planted generator: closed-form fiber products checked against brute force."""
-import importlib.util
-
 import numpy as np
 import pytest
 import torch
@@ -9,9 +7,8 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 
 from geoalign.data.planted_rings import PlantedRingAlignment, PlantedRingSample, RingLinearEmbedding
+from geoalign.fiber import fiber_product
 from geoalign.rings import PolyRing, centered_lift, decode_image, decode_tokens, encode_image
-
-HAS_FIBER = importlib.util.find_spec("geoalign.fiber") is not None
 
 
 def brute_force_pairs(X, Y, eps):
@@ -95,10 +92,7 @@ def test_closed_form_eps_join_matches_brute_force():
         d.fiber_pairs(-1.0)
 
 
-@pytest.mark.skipif(not HAS_FIBER, reason="geoalign.fiber not merged yet (brute force covers the truth)")
 def test_fiber_product_recovers_known_fiber():
-    from geoalign.fiber import fiber_product
-
     gen = PlantedRingAlignment(image_shape=(8, 8), vocab_size=300, seq_len=10, shared_rank=3,
                                private_ranks=(2, 2), levels=6, dim=32, n_classes=8,
                                private_zero_prob=0.4, random_state=11)
