@@ -11,7 +11,23 @@ from ._lazy import lazy_exports
 __version__ = "0.1.0"
 
 # public name -> submodule that defines it
-_EXPORTS: dict[str, str] = {}
+_EXPORTS: dict[str, str] = {
+    "load_digits_two_view": "data.digits",
+    "load_paired": "data.paired",
+    "load_xlsa17": "data.xlsa17",
+    "DirectionalRetrieval": "metrics",
+    "GZSLResult": "metrics",
+    "GammaSelection": "metrics",
+    "RetrievalResult": "metrics",
+    "calibrated_stacking": "metrics",
+    "evaluate_gzsl": "metrics",
+    "per_class_accuracy": "metrics",
+    "retrieval_metrics": "metrics",
+    "select_gamma": "metrics",
+    "zsl_accuracy": "metrics",
+    "CCA": "models.linear",
+    "ESZSL": "models.linear",
+}
 
 __all__ = sorted(["__version__", *_EXPORTS])
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

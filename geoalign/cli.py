@@ -16,6 +16,7 @@ __all__ = ["main", "COMMANDS"]
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("geoalign.cli", "print versions, devices and threads"),
+    "figures": ("geoalign.figures", "regenerate the paper's figures and tables"),
 }
 
 

@@ -4,7 +4,21 @@ from __future__ import annotations
 from .._lazy import lazy_exports
 
 # public name -> submodule that defines it
-_EXPORTS: dict[str, str] = {}
+_EXPORTS: dict[str, str] = {
+    "DIGITS_MODULUS": "digits",
+    "DigitsTwoView": "digits",
+    "digits_images": "digits",
+    "half_polynomials_to_images": "digits",
+    "images_to_half_polynomials": "digits",
+    "load_digits_two_view": "digits",
+    "PairedEmbeddings": "paired",
+    "load_paired": "paired",
+    "save_paired": "paired",
+    "FeatureScaler": "xlsa17",
+    "XLSA17Split": "xlsa17",
+    "XLSA17_NAMES": "xlsa17",
+    "load_xlsa17": "xlsa17",
+}
 
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
