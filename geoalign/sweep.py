@@ -241,7 +241,11 @@ def _function_identity(func: Callable, version: str | None) -> str:
     """``module:qualname`` plus a fingerprint: ``version`` if given, else the source code.
 
     Hashing the source (as joblib.Memory does) means an edited function never
-    reuses stale cached cells.
+    reuses stale cached cells.  The whole defining module is hashed, so editing
+    a helper next to the function also invalidates its cells; for functions
+    defined inside geoalign (the built-in studies) the package version is
+    included too.  Edits to *other* modules the function calls are not seen:
+    pass ``version=`` (or clear the cache) when those change.
     """
     extra = ""
     if isinstance(func, functools.partial):
@@ -252,7 +256,12 @@ def _function_identity(func: Callable, version: str | None) -> str:
         fingerprint = f"version={version}"
     else:
         try:
-            fingerprint = hashlib.sha256(inspect.getsource(func).encode()).hexdigest()[:16]
+            module = inspect.getmodule(func)
+            source = inspect.getsource(module if module is not None else func)
+            if name.startswith("geoalign."):
+                from . import __version__
+                source += f"\ngeoalign=={__version__}"
+            fingerprint = hashlib.sha256(source.encode()).hexdigest()[:16]
         except (OSError, TypeError):
             code = getattr(func, "__code__", None)
             fingerprint = hashlib.sha256(code.co_code).hexdigest()[:16] if code is not None else "opaque"
