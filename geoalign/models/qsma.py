@@ -746,7 +746,8 @@ class QSMA(AlignmentEstimator):
         protos = []
         for c in classes:
             idx = torch.as_tensor(np.flatnonzero(labels == c), device=Zt.device)
-            pts = Zt[idx].to(torch.float64)
+            # re-project in float64: float32 unit vectors miss the float64 tolerance
+            pts = self.module_.manifold.projx(Zt[idx].to(torch.float64))
             protos.append(frechet_mean(pts, self.module_.manifold).mean)
         return like(torch.stack(protos).to(Zt.dtype), Z), classes
 
