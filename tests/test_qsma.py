@@ -8,8 +8,9 @@ import torch
 from geoalign.data.planted import PlantedAlignment
 from geoalign.manifolds import Sphere
 from geoalign.models.base import AlignmentEstimator, get_model_class
+from geoalign.data.digits import digits_training_source
 from geoalign.models.qsma import (QSMA, HierarchicalAttentionEncoder, kl_to_standard_normal,
-                                  load_digits_dataset, sobol_normal)
+                                  sobol_normal)
 
 FAST = dict(dim=8, hidden=32, n_layers=1, max_epochs=3, batch_size=64, random_state=0,
             trainer_options={"progress": False})
@@ -263,7 +264,7 @@ def test_cli_train_digits(tmp_path):
     assert main(["train", str(path), "--no-progress", "--output", str(tmp_path / "out")]) == 0
     est = AlignmentEstimator.load(tmp_path / "out" / "model.pt")
     assert isinstance(est, QSMA) and est.history_.epochs_run == 2
-    data = load_digits_dataset({"split": "test", "representation": "polynomials"})
+    data = digits_training_source({"split": "test", "representation": "polynomials"})
     assert data["X_a"].dtype == np.int64 and set(np.unique(data["y"])) == {7, 8, 9}
     with pytest.raises(ValueError, match="unknown key"):
-        load_digits_dataset({"split": "train", "bogus": 1})
+        digits_training_source({"split": "train", "bogus": 1})
