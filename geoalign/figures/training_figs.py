@@ -59,11 +59,13 @@ def qsma_training_figure(ctx: FigureContext) -> FigureOutput:
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     ax = axes[0]
-    for col in [c for c in hist.columns if c.startswith("train_") and c != "train_loss"]:
-        ax.plot(hist.epoch, hist[col], label=col.removeprefix("train_"))
+    terms = ("contrastive", "alignment", "barycentric", "kl", "orthogonality", "consistency")
+    for col in [f"train_{t}" for t in terms if f"train_{t}" in hist]:
+        ax.plot(hist.epoch, hist[col], label=col.removeprefix("train_") + " (unweighted)")
     ax.plot(hist.epoch, hist.train_loss, "k-", lw=2, label="total (train)")
     if "val_loss" in hist:
         ax.plot(hist.epoch, hist.val_loss, "k--", lw=2, label="total (validation)")
+    ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_title("QSMA on digits (left ↔ right halves, seen classes)")
