@@ -5,10 +5,7 @@ import numpy as np
 
 from .registry import FigureContext, FigureOutput, figure
 
-__all__ = ["qsma_training_figure", "comparison_table", "QSMA_FIGURE_PARAMS"]
-
-#: QSMA settings of the paper's digits experiment (chosen on a seen-class validation split).
-QSMA_FIGURE_PARAMS = dict(dim=32, hidden=256, n_layers=2, dropout=0.2, use_labels=False)
+__all__ = ["qsma_training_figure", "comparison_table"]
 
 
 def _digits_split(seed: int):
@@ -26,6 +23,7 @@ def qsma_training_figure(ctx: FigureContext) -> FigureOutput:
     import pandas as pd
     import torch
 
+    from ..comparison import QSMA_PAPER_PARAMS
     from ..metrics import retrieval_metrics
     from ..models.linear import CCA
     from ..models.qsma import QSMA
@@ -36,7 +34,7 @@ def qsma_training_figure(ctx: FigureContext) -> FigureOutput:
     torch.set_num_threads(1)  # small MLPs: one thread is fastest and deterministic
     try:
         def train(**switches):
-            model = QSMA(**QSMA_FIGURE_PARAMS, **switches, max_epochs=epochs, random_state=ctx.seed,
+            model = QSMA(**QSMA_PAPER_PARAMS, **switches, max_epochs=epochs, random_state=ctx.seed,
                          device=ctx.device, trainer_options={"progress": False})
             model.fit(d.X_a_train, d.X_b_train, d.y_train)
             res = retrieval_metrics(model.transform_a(d.X_a_test), model.transform_b(d.X_b_test),
@@ -82,7 +80,7 @@ def qsma_training_figure(ctx: FigureContext) -> FigureOutput:
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     table = pd.concat([hist.assign(part="history"), ablation.assign(part="ablation")], ignore_index=True)
-    return FigureOutput(fig, table=table, params={**QSMA_FIGURE_PARAMS, "epochs": epochs,
+    return FigureOutput(fig, table=table, params={**QSMA_PAPER_PARAMS, "epochs": epochs,
                                                   "qsma_map_all": full_map, "cca_map_all": cca_map},
                         caption="QSMA training curves and loss-term ablation")
 
