@@ -210,3 +210,117 @@ ax.axvline(bagged_err, color="C3", label="Grassmann Fréchet mean")
 ax.set(xlabel="largest principal angle to $Z_s$ (degrees)", title="bagging subspaces on Gr(24, 3)")
 ax.legend()
 plt.show()
+
+# %% [markdown]
+# ## 5. Optimal transport between the two modalities
+#
+# Entropic OT (log-domain Sinkhorn) between a batch of image embeddings $u_i$ and text
+# embeddings $v_j$ on the sphere, cost $C_{ij}=1-\cos(u_i,v_j)$:
+#
+# $$P^\star=\arg\min_{P\mathbf 1=a,\;P^\top\mathbf 1=b}\langle C,P\rangle+\varepsilon\,\mathrm{KL}(P\,\|\,a\otimes b).$$
+#
+# The plan recovers the pairing without being told it when the views share enough signal;
+# the barycentric image $\hat v_i=\sum_j P_{ij}v_j/a_i$ is the target of QSMA's barycentric term.
+# POT's `ot.sinkhorn(method="sinkhorn_log")` gives the same plan.
+
+# %%
+import ot as pot
+
+from geoalign.ot import free_support_barycenter, gaussian_barycenter, sinkhorn, sinkhorn_divergence, sliced_wasserstein
+
+n_ot = 60 if QUICK else 300
+pairs = PlantedAlignment(dim=16, shared_rank=6, private_ranks=(2, 2), snr=10.0, between_class_fraction=0.2,
+                         random_state=7).sample(n_ot)
+emb_u = pairs.U / np.linalg.norm(pairs.U, axis=1, keepdims=True)
+emb_v = pairs.V / np.linalg.norm(pairs.V, axis=1, keepdims=True)
+C = 1.0 - emb_u @ emb_v.T
+reg = 0.05
+sol = sinkhorn(None, None, C, reg=reg, tol=1e-9, max_iter=5000)
+a = np.full(n_ot, 1.0 / n_ot)
+P_pot = pot.sinkhorn(a, a, C, reg, method="sinkhorn_log", numItermax=5000, stopThr=1e-9)
+print("converged:", sol.converged, "iterations:", sol.n_iter, "max |P - P_POT| =", np.abs(sol.plan - P_pot).max())
+assert sol.converged and np.abs(sol.plan - P_pot).max() < 1e-6
+assert np.allclose(sol.plan.sum(1), a, atol=1e-12) and np.allclose(sol.plan.sum(0), a, atol=1e-9)
+matched = (sol.plan.argmax(1) == np.arange(n_ot)).mean()
+print(f"rows whose largest plan entry is the true partner: {matched:.2f} (chance {1 / n_ot:.3f})")
+assert matched > 0.5
+S16 = Sphere(16)
+v_hat = S16.projx((sol.plan @ emb_v) / a[:, None])          # barycentric image of each u_i, on the sphere
+mid = S16.geodesic(emb_u, v_hat, 0.5)                      # the point QSMA pulls both toward
+assert np.allclose(S16.dist(mid, emb_u), S16.dist(mid, v_hat), atol=1e-10)
+assert np.allclose(mid, S16.projx(emb_u + v_hat), atol=1e-10)   # on the sphere: normalised sum
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+axes[0].imshow(sol.plan * n_ot, cmap="magma")
+axes[0].set(title=r"Sinkhorn plan $n P^\star$ (true pairs on the diagonal)", xlabel="text j", ylabel="image i")
+axes[1].hist(np.diag(C), bins=20, alpha=0.7, density=True, label="true pairs")
+axes[1].hist(C[~np.eye(n_ot, dtype=bool)], bins=40, alpha=0.5, density=True, label="other pairs")
+axes[1].set(xlabel=r"cost $1-\cos$", title="costs of true and other pairs")
+axes[1].legend()
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 6. Distances between the two batch distributions
+#
+# QSMA's alignment term compares the *distributions* of the two batches: the debiased Sinkhorn
+# divergence $S_\varepsilon(\alpha,\beta)=\mathrm{OT}_\varepsilon(\alpha,\beta)-\tfrac12\mathrm{OT}_\varepsilon(\alpha,\alpha)-\tfrac12\mathrm{OT}_\varepsilon(\beta,\beta)$
+# (zero when $\alpha=\beta$) or the sliced Wasserstein distance with Sobol directions. Both grow
+# as we rotate the second cloud away from the first.
+
+# %%
+angles_deg = np.linspace(0, 90, 7)
+cloud = rng.standard_normal((n_ot, 3)) * [1.0, 0.4, 0.2] + [2.0, 0, 0]
+sdiv, sw = [], []
+for t in np.radians(angles_deg):
+    rot = np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]])
+    other = cloud @ rot.T
+    sdiv.append(float(sinkhorn_divergence(cloud, other, reg=0.3).value))
+    sw.append(float(sliced_wasserstein(cloud, other, n_projections=64, seed=0).value))
+sdiv, sw = np.array(sdiv), np.array(sw)
+print("Sinkhorn divergence:", np.round(sdiv, 4))
+print("sliced Wasserstein: ", np.round(sw, 4))
+assert abs(sdiv[0]) < 1e-6 and sw[0] < 1e-9                 # identical clouds
+assert np.all(np.diff(sdiv) > 0) and np.all(np.diff(sw) > 0)
+
+fig, ax = plt.subplots(figsize=(5, 3.5))
+ax.plot(angles_deg, sdiv, "o-", label=r"Sinkhorn divergence $S_\varepsilon$")
+ax.plot(angles_deg, sw ** 2, "s-", label=r"sliced $W_2^2$")
+ax.set(xlabel="rotation of the second cloud (degrees)", title="distribution distances")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# ## 7. Wasserstein barycentres
+#
+# The free-support $W_2$ barycentre of point clouds $\nu_k$ minimises $\sum_k w_k W_2^2(\mu,\nu_k)$
+# over the support of $\mu$. For Gaussians the barycentre is Gaussian with mean $\sum_k w_k m_k$
+# and covariance the fixed point $S=\sum_k w_k(S^{1/2}\Sigma_kS^{1/2})^{1/2}$; the free-support
+# barycentre of Gaussian samples approaches it.
+
+# %%
+n_cloud = 150 if QUICK else 500
+means = np.array([[0.0, 0.0], [4.0, 0.0], [2.0, 3.0]])
+covs = np.array([[[1.0, 0.6], [0.6, 0.5]], [[0.3, -0.2], [-0.2, 1.0]], [[0.5, 0.0], [0.0, 0.2]]])
+clouds_2d = [rng.multivariate_normal(m, S, size=n_cloud) for m, S in zip(means, covs)]
+bary = free_support_barycenter(clouds_2d, support_size=n_cloud, max_iter=30 if QUICK else 100, seed=0)
+gauss = gaussian_barycenter(means, covs)
+emp_mean, emp_cov = bary.support.mean(0), np.cov(bary.support.T)
+print("Gaussian barycentre mean", gauss.mean, "free-support mean", emp_mean)
+print("Gaussian barycentre cov\n", gauss.cov, "\nfree-support cov\n", emp_cov)
+assert np.allclose(gauss.mean, means.mean(0), atol=1e-12)
+assert np.linalg.norm(emp_mean - gauss.mean) < 0.25
+assert np.linalg.norm(emp_cov - gauss.cov) < 0.35 * np.linalg.norm(gauss.cov)
+# The fixed-point equation of the Gaussian barycentre holds.
+from scipy.linalg import sqrtm
+root = np.real(sqrtm(gauss.cov))
+rhs = sum(np.real(sqrtm(root @ S @ root)) for S in covs) / 3
+assert np.allclose(gauss.cov, rhs, atol=1e-8)
+
+fig, ax = plt.subplots(figsize=(5, 4))
+for k, c in enumerate(clouds_2d):
+    ax.scatter(*c.T, s=6, alpha=0.4, label=rf"$\nu_{k + 1}$")
+ax.scatter(*bary.support.T, s=8, color="k", label="free-support barycentre")
+ax.set(aspect="equal", title=r"$W_2$ barycentre of three clouds")
+ax.legend(fontsize=7)
+plt.show()
