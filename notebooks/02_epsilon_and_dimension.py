@@ -155,13 +155,23 @@ plt.show()
 X, Y = noisy_pairs(N, 16, 1.0, rng)
 grid = np.quantile(np.linalg.norm(X[:200, None] - Y[None, :200], axis=-1), np.linspace(0.002, 0.3, 12))
 exact = fiber_counts(X, Y, grid).rho
-est = estimate_density(X, Y, grid, n_samples=4000 if QUICK else 40000, seed=0)
-covered = (est.lower <= exact) & (exact <= est.upper)
+n_samples = 4000 if QUICK else 40000
+est = estimate_density(X, Y, grid, n_samples=n_samples, seed=0)
 print("exact rho:", np.round(exact, 4))
 print("estimate: ", np.round(est.rho, 4))
-print(f"intervals covering the exact value: {covered.sum()}/{grid.size}")
-assert covered.mean() >= 0.75          # pointwise 95% intervals; a few misses are expected by chance
 assert np.all(np.diff(est.rho) >= 0)   # the same samples serve every eps: the estimate is monotone
+
+# The intervals of one run share their samples, so their misses are correlated. Coverage and
+# unbiasedness are properties over repeated runs: check them at one eps over many seeds.
+mid = grid.size // 2
+runs = [estimate_density(X, Y, grid[mid], n_samples=n_samples, seed=s) for s in range(1, 61)]
+coverage = np.mean([float(r.lower[0]) <= exact[mid] <= float(r.upper[0]) for r in runs])
+mean_est = np.mean([float(r.rho[0]) for r in runs])
+se = np.sqrt(exact[mid] * (1 - exact[mid]) / n_samples / len(runs))
+print(f"eps={grid[mid]:.3f}: coverage of the 95% interval over 60 runs {coverage:.2f}; "
+      f"mean estimate {mean_est:.4f} vs exact {exact[mid]:.4f} (standard error {se:.4f})")
+assert coverage >= 0.85
+assert abs(mean_est - exact[mid]) < 4 * se
 
 fig, ax = plt.subplots(figsize=(5, 3.5))
 ax.plot(grid, exact, "k-", label=r"exact $\rho(\varepsilon)$")
