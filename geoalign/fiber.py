@@ -1,0 +1,974 @@
+r"""Approximate fiber products: exact blocked ε-joins, N(ε) curves, sampled densities.
+
+For two finite point sets embedded in :math:`Z = \mathbb{R}^d`, rows of
+``X`` (shape ``[n, d]``) and ``Y`` (shape ``[m, d]``), the approximate fiber
+product at tolerance :math:`\varepsilon \ge 0` is the closed-ball join
+
+.. math::
+
+    F_\varepsilon = \{(i, j) : \operatorname{dist}(x_i, y_j) \le \varepsilon\},
+    \qquad N(\varepsilon) = |F_\varepsilon|, \qquad
+    \rho(\varepsilon) = \frac{N(\varepsilon)}{n\,m}.
+
+Metrics
+-------
+``"euclidean"``
+    :math:`\|x - y\|_2`.
+``"cosine"``
+    :math:`1 - \langle x, y\rangle / (\|x\|\|y\|)`, in :math:`[0, 2]`.
+``"geodesic"``
+    the angle :math:`\arccos(\langle x, y\rangle / (\|x\|\|y\|))`, in :math:`[0, \pi]`
+    (great-circle distance on the unit sphere).  Inputs need **not** be unit
+    vectors: rows are normalised internally, so the result only depends on the
+    directions.  Zero rows have no direction and raise ``ValueError`` for both
+    angular metrics.
+
+Both angular metrics are evaluated through the well-conditioned chord form of
+the float64-normalised rows :math:`\hat x = x/\|x\|`:
+:math:`1-\cos = \tfrac12\|\hat x-\hat y\|^2` and
+:math:`\theta = 2\arcsin(\|\hat x-\hat y\|/2)`.  They equal the textbook
+formulas mathematically, are accurate at small angles (where :math:`\arccos`
+loses half the digits), and give exactly 0 for identical directions, so
+``eps=0`` returns exactly the pairs with the same direction.
+
+Exactness
+---------
+The defining distance of a pair is the float64 evaluation of the metric on the
+pair's difference vector (``sqrt(sum((x - y)**2))`` for Euclidean; that is what
+``scipy.spatial.distance.cdist`` computes in float64, up to summation order).
+The fast path is a float32 GEMM of the expansion
+:math:`\|x\|^2 + \|y\|^2 - 2\langle x, y\rangle`, which rounds.  Candidates are
+selected with the squared threshold enlarged by a rigorous a-priori bound on
+every rounding error involved (the float32 rounding of the inputs, the GEMM
+accumulation :math:`\gamma_{d+2} = (d+2)u/(1-(d+2)u)` and the float64 error of
+the defining distance), so no true pair can be missed; every candidate's
+distance is then recomputed from the differences in float64 and tested with
+``<= eps``.  When the matmul precision of torch has been lowered (TF32 /
+bfloat16 via ``torch.set_float32_matmul_precision``) the bound uses the
+corresponding unit roundoff; when it would be useless, or norms are too large
+for float32, the filter runs in float64.
+
+Memory
+------
+The :math:`n \times m` distance matrix is never formed.  ``X`` is processed in
+row blocks and ``Y`` in column blocks; one float32 block buffer plus a boolean
+mask of the same shape are reused (one pair per worker thread on the CPU).
+``memory_budget`` (bytes, default 256 MiB) bounds all these buffers together
+and the float64 candidate recomputation; the default block shape is also kept
+small on the CPU (256 x 2048) so that each buffer stays in cache.  Outputs (pairs and distances) are of course proportional to
+:math:`N(\varepsilon)`.
+
+Speed
+-----
+Per block: one ``torch.addmm`` (GEMM with the column norms fused in), one
+comparison with a per-row threshold into a reused boolean mask, and a
+flat-nonzero on the mask; only the (rare) hits are gathered and recomputed.
+On the CPU, row blocks are distributed over worker threads that each run
+single-threaded kernels on cache-sized buffers (``num_threads``), which avoids
+per-operation thread barriers; see ``benchmarks/bench_fiber.py``.
+
+Distributed use
+---------------
+``row_offset`` / ``col_offset`` shift the reported indices, so that a worker can
+join ``X[i0:i1]`` against ``Y[j0:j1]`` and the caller merges the parts with
+:meth:`FiberProduct.concatenate` (or sums :class:`FiberCounts` with
+:meth:`FiberCounts.combine`).
+"""
+from __future__ import annotations
+
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ._backend import check_same_device, is_torch, like, resolve_device, to_numpy
+from ._validation import check_array, check_choice, check_finite, check_int, check_nonnegative_scalar
+
+__all__ = [
+    "METRICS",
+    "DEFAULT_MEMORY_BUDGET",
+    "FiberProduct",
+    "FiberCounts",
+    "DensityEstimate",
+    "PrecisionRecall",
+    "fiber_product",
+    "fiber_counts",
+    "estimate_density",
+    "pair_distances",
+]
+
+METRICS = ("euclidean", "cosine", "geodesic")
+DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes for the distance block + mask + recomputation
+
+_U32 = 2.0**-24  # float32 unit roundoff
+_U64 = 2.0**-53
+_TINY32 = 2.0**-149  # float32 subnormal spacing: absolute error of an underflowing operation
+_CPU_BLOCK = (256, 2048)  # 2.5 MB of buffers per thread: stays in cache, GEMM still efficient
+
+
+# --------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class PrecisionRecall:
+    """Precision and recall of a set of predicted pairs against true pairs.
+
+    ``precision = tp / |F|`` and ``recall = tp / |T|``; an empty denominator
+    gives NaN (undefined, never a made-up 0 or 1).
+    """
+
+    precision: float
+    recall: float
+    f1: float
+    true_positives: int
+    n_predicted: int
+    n_true: int
+
+
+@dataclass(frozen=True, eq=False)
+class FiberProduct:
+    r"""Result of :func:`fiber_product`: the pairs of :math:`F_\varepsilon`.
+
+    Attributes
+    ----------
+    pairs : array, shape=[k, 2], int64
+        ``(i, j)`` row indices (plus offsets), sorted lexicographically.
+    distances : array, shape=[k], float64
+        Exact float64 distance of each pair (``<= eps``).
+    eps : float
+    metric : str
+    shape : tuple of int
+        ``(n, m)``: the numbers of rows of ``X`` and ``Y`` that were joined.
+    offset : tuple of int
+        ``(row_offset, col_offset)`` added to the indices in ``pairs``.
+    """
+
+    pairs: Any
+    distances: Any
+    eps: float
+    metric: str
+    shape: tuple
+    offset: tuple = (0, 0)
+
+    @property
+    def count(self) -> int:
+        r""":math:`N(\varepsilon) = |F_\varepsilon|`."""
+        return int(self.pairs.shape[0])
+
+    @property
+    def rho(self) -> float:
+        r""":math:`\rho(\varepsilon) = N(\varepsilon)/(nm)` (NaN when ``n*m == 0``)."""
+        total = self.shape[0] * self.shape[1]
+        return self.count / total if total else float("nan")
+
+    def __len__(self) -> int:
+        return self.count
+
+    def to_sparse(self, format: str = "csr"):
+        """Sparse distance matrix of shape ``(row_offset + n, col_offset + m)``.
+
+        Pairs at distance exactly 0 are stored as EXPLICIT zeros (so ``nnz ==
+        count``), unlike SciPy's ``sparse_distance_matrix`` which drops them:
+        membership is the sparsity pattern, never the value.
+
+        Parameters
+        ----------
+        format : {"csr", "coo", "csc"}
+        """
+        import scipy.sparse as sp
+
+        check_choice(format, "format", ("csr", "coo", "csc"))
+        pairs = to_numpy(self.pairs).reshape(-1, 2)
+        dist = to_numpy(self.distances).astype(np.float64, copy=False)
+        shape = (self.offset[0] + self.shape[0], self.offset[1] + self.shape[1])
+        coo = sp.coo_array((dist, (pairs[:, 0], pairs[:, 1])), shape=shape)
+        if format == "coo":
+            return coo
+        # coo -> csr/csc sums duplicates (there are none) and keeps explicit zeros
+        return coo.tocsr() if format == "csr" else coo.tocsc()
+
+    def precision_recall(self, true_pairs: Any) -> PrecisionRecall:
+        """Compare with ground-truth pairs.
+
+        Parameters
+        ----------
+        true_pairs : array-like, shape=[t, 2], int
+            Global ``(i, j)`` indices (same convention as :attr:`pairs`);
+            duplicates are counted once.
+        """
+        true = check_array(true_pairs, "true_pairs", ndim=2, shape=(None, 2))
+        true = to_numpy(true)
+        if true.size and not np.issubdtype(true.dtype, np.integer):
+            if not np.array_equal(true, np.round(true)):
+                raise ValueError("true_pairs must hold integer indices")
+        true = true.astype(np.int64, copy=False)
+        width = self.offset[1] + self.shape[1] + 1
+        if true.size and (true.min() < 0):
+            raise ValueError("true_pairs must hold non-negative indices")
+        if true.size:
+            width = max(width, int(true[:, 1].max()) + 1)
+        pred = to_numpy(self.pairs).reshape(-1, 2).astype(np.int64, copy=False)
+        pred_keys = pred[:, 0] * width + pred[:, 1]
+        true_keys = np.unique(true[:, 0] * width + true[:, 1])
+        tp = int(np.isin(pred_keys, true_keys, assume_unique=True).sum())
+        n_pred, n_true = len(pred_keys), len(true_keys)
+        precision = tp / n_pred if n_pred else float("nan")
+        recall = tp / n_true if n_true else float("nan")
+        if n_pred and n_true and precision + recall > 0:
+            f1 = 2 * precision * recall / (precision + recall)
+        elif n_pred and n_true:
+            f1 = 0.0
+        else:
+            f1 = float("nan")
+        return PrecisionRecall(precision, recall, f1, tp, n_pred, n_true)
+
+    @classmethod
+    def concatenate(cls, parts: Sequence["FiberProduct"]) -> "FiberProduct":
+        """Merge results of disjoint blocks ``X[i0:i1] x Y[j0:j1]`` into one.
+
+        The blocks (``offset`` + ``shape`` rectangles) must not overlap and must
+        tile their bounding box, so that ``count`` and ``rho`` stay meaningful;
+        all parts must share ``eps`` and ``metric``.  The merged result covers
+        the bounding box: ``offset`` is its corner and ``shape`` its size.
+        """
+        parts = list(parts)
+        if not parts:
+            raise ValueError("parts must contain at least one FiberProduct")
+        for k, p in enumerate(parts):
+            if not isinstance(p, FiberProduct):
+                raise TypeError(f"parts[{k}] must be a FiberProduct, got {type(p).__name__}")
+            if p.eps != parts[0].eps or p.metric != parts[0].metric:
+                raise ValueError(
+                    f"parts must share eps and metric: parts[0] has ({parts[0].eps}, "
+                    f"{parts[0].metric!r}), parts[{k}] has ({p.eps}, {p.metric!r})"
+                )
+        rect = np.array([[p.offset[0], p.offset[0] + p.shape[0],
+                          p.offset[1], p.offset[1] + p.shape[1]] for p in parts], dtype=np.int64)
+        r0, r1, c0, c1 = rect[:, 0].min(), rect[:, 1].max(), rect[:, 2].min(), rect[:, 3].max()
+        nonempty = (rect[:, 1] > rect[:, 0]) & (rect[:, 3] > rect[:, 2])
+        nz = rect[nonempty]
+        overlap = ((np.maximum(nz[:, None, 0], nz[None, :, 0]) < np.minimum(nz[:, None, 1], nz[None, :, 1]))
+                   & (np.maximum(nz[:, None, 2], nz[None, :, 2]) < np.minimum(nz[:, None, 3], nz[None, :, 3])))
+        np.fill_diagonal(overlap, False)
+        if overlap.any():
+            a, b = np.argwhere(overlap)[0]
+            raise ValueError(f"parts overlap: blocks {a} and {b} (among the non-empty parts) share pairs")
+        area = int(((nz[:, 1] - nz[:, 0]) * (nz[:, 3] - nz[:, 2])).sum())
+        if nz.size and area != int((r1 - r0) * (c1 - c0)):
+            raise ValueError(
+                f"parts must tile their bounding box rows [{r0}, {r1}) x cols [{c0}, {c1}); "
+                f"they cover {area} of {(r1 - r0) * (c1 - c0)} pairs"
+            )
+        ref = parts[0].pairs
+        if is_torch(ref):
+            pairs = torch.cat([p.pairs.to(ref.device) for p in parts])
+            dist = torch.cat([p.distances.to(ref.device) for p in parts])
+            width = int(c1) + 1
+            order = torch.argsort(pairs[:, 0] * width + pairs[:, 1])
+            pairs, dist = pairs[order], dist[order]
+        else:
+            pairs = np.concatenate([to_numpy(p.pairs).reshape(-1, 2) for p in parts]).astype(np.int64)
+            dist = np.concatenate([to_numpy(p.distances) for p in parts]).astype(np.float64)
+            order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+            pairs, dist = pairs[order], dist[order]
+        if not nz.size:
+            r0 = r1 = c0 = c1 = 0
+        return cls(pairs, dist, parts[0].eps, parts[0].metric,
+                   (int(r1 - r0), int(c1 - c0)), (int(r0), int(c0)))
+
+
+@dataclass(frozen=True, eq=False)
+class FiberCounts:
+    r"""Result of :func:`fiber_counts`: the curve :math:`N(\varepsilon)`.
+
+    Attributes
+    ----------
+    eps : array, shape=[g], float64
+        The grid, in the order given.
+    counts : array, shape=[g], int64
+        :math:`N(\varepsilon_k)` (exact).
+    n_pairs : int
+        :math:`nm`, the number of pairs examined.
+    metric : str
+    """
+
+    eps: Any
+    counts: Any
+    n_pairs: int
+    metric: str
+
+    @property
+    def rho(self):
+        r""":math:`\rho(\varepsilon_k) = N(\varepsilon_k)/(nm)` (NaN when ``nm == 0``)."""
+        if self.n_pairs == 0:
+            return self.counts * float("nan")
+        return self.counts / self.n_pairs
+
+    @classmethod
+    def combine(cls, parts: Sequence["FiberCounts"]) -> "FiberCounts":
+        """Sum the counts of disjoint blocks (same grid and metric)."""
+        parts = list(parts)
+        if not parts:
+            raise ValueError("parts must contain at least one FiberCounts")
+        grid = to_numpy(parts[0].eps)
+        for k, p in enumerate(parts):
+            if p.metric != parts[0].metric or not np.array_equal(to_numpy(p.eps), grid):
+                raise ValueError(f"parts[{k}] has a different eps grid or metric than parts[0]")
+        total = sum(to_numpy(p.counts).astype(np.int64) for p in parts)
+        return cls(like(grid, parts[0].eps), like(total, parts[0].counts),
+                   int(sum(p.n_pairs for p in parts)), parts[0].metric)
+
+
+@dataclass(frozen=True, eq=False)
+class DensityEstimate:
+    r"""Result of :func:`estimate_density`: sampled :math:`\hat\rho(\varepsilon)` with a CI.
+
+    Attributes
+    ----------
+    eps, rho, lower, upper : array, shape=[g], float64
+        Grid, unbiased estimate ``hits / n_samples`` and the two-sided
+        confidence interval ``[lower, upper]`` (pointwise in ``eps``).
+    hits : array, shape=[g], int64
+    n_samples : int
+    confidence : float
+    method : str
+        ``"wilson"`` or ``"clopper-pearson"``.
+    """
+
+    eps: Any
+    rho: Any
+    lower: Any
+    upper: Any
+    hits: Any
+    n_samples: int
+    confidence: float
+    method: str
+
+
+# --------------------------------------------------------------------------- preparation
+@dataclass
+class _Prepared:
+    exact_x: torch.Tensor  # rows whose float64 differences define the distance
+    exact_y: torch.Tensor
+    filt_x: torch.Tensor  # filter copies (float32, or float64 in the fallback)
+    filt_y: torch.Tensor
+    sq_x: torch.Tensor  # float64 squared norms of the filter rows
+    sq_y: torch.Tensor
+    norm_exact_max: float  # max norm of the exact rows (X and Y together)
+    metric: str
+    device: torch.device
+    d: int
+    u_gemm: float  # unit roundoff of the filter GEMM
+    u_in: float  # unit roundoff of the cast exact -> filter rows
+    tiny: float  # absolute error of an underflowing filter operation
+    extra: dict = field(default_factory=dict)
+
+
+def _matmul_unit_roundoff(device: torch.device) -> float:
+    """Unit roundoff of float32 matmul under the current torch precision setting."""
+    precision = torch.get_float32_matmul_precision()
+    if device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32:
+        precision = "high" if precision == "highest" else precision
+    return {"highest": _U32, "high": 2.0**-10, "medium": 2.0**-7}.get(precision, 2.0**-7)
+
+
+def _check_projector(P: Any, d: int, device: torch.device) -> torch.Tensor:
+    """Return a float64 d x k matrix B with ``Pi_s z = B B^T z`` (or the d x d projector)."""
+    P = check_array(P, "shared_projector", ndim=2)
+    Pt = torch.as_tensor(to_numpy(P, dtype=np.float64)) if not is_torch(P) else P.detach().to("cpu", torch.float64)
+    if Pt.shape[0] != d:
+        raise ValueError(f"shared_projector must have {d} rows (the embedding dimension), got shape {tuple(Pt.shape)}")
+    k = Pt.shape[1]
+    tol = 1e-8 * max(1, d)
+    if k == d and torch.allclose(Pt, Pt.T, atol=tol) and torch.allclose(Pt @ Pt, Pt, atol=tol):
+        return Pt.to(device)  # orthogonal projector: features P x keep distances ||P(x - y)||
+    if k <= d and torch.allclose(Pt.T @ Pt, torch.eye(k, dtype=torch.float64), atol=tol):
+        return Pt.to(device)  # orthonormal basis: features B^T x, ||B^T(x - y)|| = ||Pi(x - y)||
+    raise ValueError(
+        "shared_projector must be an orthonormal basis (d x k with B^T B = I) or an orthogonal "
+        f"projector (d x d, symmetric, P @ P = P); got shape {tuple(Pt.shape)} that is neither"
+    )
+
+
+def _as_tensor(x: Any, name: str, device: torch.device) -> torch.Tensor:
+    if is_torch(x):
+        t = x.detach()
+        if t.is_complex():
+            raise TypeError(f"{name} must be real, got dtype {t.dtype}")
+        if not t.is_floating_point():
+            t = t.to(torch.float64)
+        elif t.dtype in (torch.float16, torch.bfloat16):
+            t = t.to(torch.float32)
+        return t.to(device)
+    arr = np.asarray(x)
+    if np.iscomplexobj(arr):
+        raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
+    if not np.issubdtype(arr.dtype, np.floating) or arr.dtype == np.float16:
+        arr = arr.astype(np.float64 if arr.dtype != np.float16 else np.float32)
+    elif arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    return torch.from_numpy(np.ascontiguousarray(arr)).to(device)
+
+
+def _sq_norms64(t: torch.Tensor) -> torch.Tensor:
+    """Squared row norms accumulated in float64 (NumPy on CPU: single pass, no thread barriers)."""
+    if t.device.type == "cpu":
+        a = t.numpy()
+        a64 = a if a.dtype == np.float64 else a.astype(np.float64)
+        return torch.from_numpy(np.einsum("ij,ij->i", a64, a64))
+    t64 = t.to(torch.float64)
+    return (t64 * t64).sum(1)
+
+
+def _prepare(X, Y, metric, shared_projector, device, name_x="X", name_y="Y") -> _Prepared:
+    check_choice(metric, "metric", METRICS)
+    X = check_array(X, name_x, ndim=2, finite=False)
+    Y = check_array(Y, name_y, ndim=2, finite=False)
+    if X.shape[1] != Y.shape[1]:
+        raise ValueError(
+            f"{name_x} and {name_y} must have the same dimension d: {name_x} has shape "
+            f"{tuple(X.shape)}, {name_y} has shape {tuple(Y.shape)}"
+        )
+    check_same_device(**{name_x: X, name_y: Y})
+    check_finite(X, name_x)
+    check_finite(Y, name_y)
+    dev = torch.device(resolve_device(device, X, Y))
+    ex, ey = _as_tensor(X, name_x, dev), _as_tensor(Y, name_y, dev)
+    if shared_projector is not None:
+        B = _check_projector(shared_projector, ex.shape[1], dev)
+        ex, ey = ex.to(torch.float64) @ B, ey.to(torch.float64) @ B
+    if metric != "euclidean":
+        ex, ey = ex.to(torch.float64), ey.to(torch.float64)
+        for t, name in ((ex, name_x), (ey, name_y)):
+            zero = torch.linalg.vector_norm(t, dim=1) == 0
+            if bool(zero.any()):
+                what = "projected row" if shared_projector is not None else "row"
+                raise ValueError(
+                    f"{name} has {int(zero.sum())} zero {what}(s) (first: {int(zero.nonzero()[0, 0])}); "
+                    f"metric={metric!r} needs a direction for every row"
+                )
+        ex = ex / torch.linalg.vector_norm(ex, dim=1, keepdim=True)
+        ey = ey / torch.linalg.vector_norm(ey, dim=1, keepdim=True)
+    d = ex.shape[1]
+    sq_ex, sq_ey = _sq_norms64(ex), _sq_norms64(ey)
+    norm_max = math.sqrt(max([float(t.max()) for t in (sq_ex, sq_ey) if t.numel()], default=0.0))
+    u_gemm = _matmul_unit_roundoff(dev)
+    # float32 filter unless the norms overflow float32 or the roundoff makes the bound useless
+    use32 = norm_max < 1e17 and (d + 2) * u_gemm < 0.01
+    if use32:
+        fx, fy = ex.to(torch.float32), ey.to(torch.float32)
+        u_in = _U32 if (ex.dtype == torch.float64 or ey.dtype == torch.float64) else 0.0
+        tiny = _TINY32
+    else:
+        fx, fy = ex.to(torch.float64), ey.to(torch.float64)
+        u_gemm, u_in, tiny = _U64, 0.0, 2.0**-1074
+    sq_x = sq_ex if fx.dtype == ex.dtype else _sq_norms64(fx)
+    sq_y = sq_ey if fy.dtype == ey.dtype else _sq_norms64(fy)
+    # max filter-row norms, rounded up (inputs to the a-priori error bound)
+    max_norms = tuple(float(t.max()) ** 0.5 * (1 + 1e-12) if t.numel() else 0.0 for t in (sq_x, sq_y))
+    return _Prepared(ex, ey, fx.contiguous(), fy.contiguous(), sq_x, sq_y, norm_max,
+                     metric, dev, d, u_gemm, u_in, tiny, {"max_norms": max_norms})
+
+
+# --------------------------------------------------------------------------- thresholds
+def _defining_sq_threshold(eps: float, metric: str, d: int) -> float:
+    """Bound on the exact squared difference norm of any pair whose float64 distance is <= eps."""
+    rel = max(1e-9, 8.0 * (d + 8) * _U64)  # covers every float64 rounding of the defining formula
+    if metric == "euclidean":
+        base = eps * eps
+    elif metric == "cosine":
+        base = 2.0 * eps
+    else:
+        base = 4.0 if eps >= math.pi else 4.0 * math.sin(min(eps * (1 + rel) / 2, math.pi / 2)) ** 2
+    return base * (1.0 + rel) + 1e-300
+
+
+def _filter_row_thresholds(prep: _Prepared, sq_threshold: float, rows: slice) -> torch.Tensor:
+    """Per-row threshold on ``||y||^2 - 2<x, y>`` (computed in the filter dtype) that no pair
+    with exact squared difference norm ``<= sq_threshold`` can exceed."""
+    d, u, ui, tiny = prep.d, prep.u_gemm, prep.u_in, prep.tiny
+    mx, my = prep.extra["max_norms"]
+    # distance between the filter copies vs the exact rows (input rounding, incl. underflow)
+    radius = math.sqrt(sq_threshold) + ui * 1.0001 * 2 * prep.norm_exact_max + 2 * math.sqrt(d) * tiny
+    gamma = (d + 2) * u / (1 - (d + 2) * u)
+    # GEMM accumulation over d+1 terms bounded by 2|x||y| + ||y||^2 <= mx^2 + 2 my^2, plus the
+    # rounding of ||y||^2 to the filter dtype, plus absolute error of underflowing products
+    err = gamma * (mx * mx + 2.0001 * my * my) + 2.0001 * u * my * my + 4 * (d + 4) * tiny
+    t = radius * radius + err - prep.sq_x[rows]
+    if prep.filt_x.dtype == torch.float32:
+        t32 = t.to(torch.float32)
+        low = t32.to(torch.float64) < t
+        t32 = torch.where(low, torch.nextafter(t32, torch.full_like(t32, math.inf)), t32)
+        return t32.unsqueeze(1)
+    return t.unsqueeze(1)
+
+
+# --------------------------------------------------------------------------- exact distances
+def _exact_distances(prep: _Prepared, ii: torch.Tensor, jj: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Float64 defining distance of the pairs (ii, jj), in chunks of ``chunk`` pairs."""
+    if prep.device.type == "cpu":
+        # NumPy on CPU: these gathers are small and torch's thread-pool barriers dominate
+        # them (badly so on a loaded machine)
+        ex, ey = prep.exact_x.numpy(), prep.exact_y.numpy()
+        ii_np, jj_np = ii.numpy(), jj.numpy()
+        out_np = np.empty(ii_np.shape[0], dtype=np.float64)
+        for s in range(0, ii_np.shape[0], chunk):
+            diff = ex[ii_np[s:s + chunk]].astype(np.float64)
+            diff -= ey[jj_np[s:s + chunk]]
+            sq = np.einsum("ij,ij->i", diff, diff)
+            out_np[s:s + chunk] = _sq_to_metric(sq, prep.metric, np)
+        return torch.from_numpy(out_np)
+    out = torch.empty(ii.shape[0], dtype=torch.float64, device=prep.device)
+    for s in range(0, ii.shape[0], chunk):
+        diff = prep.exact_x[ii[s:s + chunk]].to(torch.float64)
+        diff.sub_(prep.exact_y[jj[s:s + chunk]])
+        out[s:s + chunk] = _sq_to_metric((diff * diff).sum(1), prep.metric, torch)
+    return out
+
+
+def _sq_to_metric(sq, metric: str, xp):
+    """Metric value from the float64 squared norm of the difference (chord form for angles)."""
+    if metric == "euclidean":
+        return xp.sqrt(sq)
+    if metric == "cosine":
+        return 0.5 * sq
+    return 2.0 * xp.arcsin(xp.minimum(xp.sqrt(sq) * 0.5, 1.0) if xp is np else
+                           xp.clamp(xp.sqrt(sq) * 0.5, max=1.0))
+
+
+def pair_distances(X: Any, Y: Any, metric: str = "euclidean", *, shared_projector: Any = None,
+                   device: Any = None):
+    r"""Defining float64 distance of row-aligned pairs ``(X[k], Y[k])``.
+
+    This is the brute-force reference that :func:`fiber_product` agrees with
+    exactly (see the module docstring for the formulas).
+
+    Parameters
+    ----------
+    X, Y : array-like, shape=[k, d]
+    metric : {"euclidean", "cosine", "geodesic"}
+
+    Returns
+    -------
+    distances : array, shape=[k], float64, same kind as ``X``
+    """
+    prep = _prepare(X, Y, metric, shared_projector, device)
+    if prep.exact_x.shape[0] != prep.exact_y.shape[0]:
+        raise ValueError(f"X and Y must have the same number of rows, got {prep.exact_x.shape[0]} "
+                         f"and {prep.exact_y.shape[0]}")
+    idx = torch.arange(prep.exact_x.shape[0], device=prep.device)
+    return like(_exact_distances(prep, idx, idx, 1 << 16), X if is_torch(X) else Y)
+
+
+# --------------------------------------------------------------------------- blocked engine
+def _block_shape(block_size, memory_budget: int, n: int, m: int, d: int, filt_bytes: int,
+                 device: torch.device) -> tuple[int, int]:
+    per_elem = filt_bytes + 1  # distance buffer + boolean mask
+    if block_size is None:
+        if device.type == "cpu":
+            bx, by = _CPU_BLOCK
+        else:
+            bx, by = 4096, 16384
+        bx, by = max(1, min(bx, n)), max(1, min(by, m))
+        while bx * by * per_elem > memory_budget and (bx > 1 or by > 1):
+            if by >= bx and by > 1:
+                by = (by + 1) // 2
+            else:
+                bx = (bx + 1) // 2
+    else:
+        if isinstance(block_size, (tuple, list)):
+            if len(block_size) != 2:
+                raise ValueError(f"block_size must be an int or a pair (rows, cols), got {block_size!r}")
+            bx = check_int(block_size[0], "block_size[0]", minimum=1)
+            by = check_int(block_size[1], "block_size[1]", minimum=1)
+        else:
+            bx = by = check_int(block_size, "block_size", minimum=1)
+        bx, by = max(1, min(bx, n)), max(1, min(by, m))
+    if bx * by * per_elem > memory_budget:
+        raise ValueError(
+            f"block_size {bx}x{by} needs {bx * by * per_elem} bytes, more than "
+            f"memory_budget={memory_budget}; give a smaller block_size or a larger memory_budget"
+        )
+    return bx, by
+
+
+_THREADS_LOCK = threading.Lock()
+_THREADS_STATE = {"depth": 0, "saved": 1}
+
+
+@contextmanager
+def _single_threaded_kernels():
+    """Run torch's CPU kernels single-threaded while our own worker threads are active.
+
+    ``torch.set_num_threads`` is process-wide, so nested/concurrent scans (e.g. several Dask
+    worker threads) share one counter: the first entry saves the setting, the last exit
+    restores it.
+    """
+    with _THREADS_LOCK:
+        if _THREADS_STATE["depth"] == 0:
+            _THREADS_STATE["saved"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _THREADS_STATE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_STATE["depth"] -= 1
+            if _THREADS_STATE["depth"] == 0:
+                torch.set_num_threads(_THREADS_STATE["saved"])
+
+
+def _scan(prep: _Prepared, sq_threshold: float, block_size, memory_budget: int, progress,
+          desc: str, reduce_block, num_threads: int | None = None) -> list:
+    """Run the blocked filter + exact recomputation over all pairs.
+
+    ``reduce_block(ii, jj, dist)`` receives the candidates of one block (global indices, no
+    offsets, exact float64 distances) and returns what to keep; the kept values are returned
+    in row-block-major, column-block-minor order.
+
+    On the CPU the row blocks are spread over ``num_threads`` (default
+    ``torch.get_num_threads()``) worker threads,
+    each running single-threaded kernels on its own buffers: no barrier per small operation,
+    which keeps the join close to GEMM speed even when the cores are shared.
+    """
+    n, m, d = prep.filt_x.shape[0], prep.filt_y.shape[0], prep.d
+    if n == 0 or m == 0:
+        return []
+    on_cpu = prep.device.type == "cpu"
+    if num_threads is None:
+        num_threads = torch.get_num_threads()
+    workers = max(1, min(num_threads, 64)) if on_cpu else 1
+    fbytes = prep.filt_x.element_size()
+    bx, by = _block_shape(block_size, memory_budget // workers, n, m, d, fbytes, prep.device)
+    chunk = max(1, memory_budget // workers // (3 * 8 * max(d, 1)))
+    ny = prep.sq_y.to(prep.filt_y.dtype)
+    fy = prep.filt_y
+    local = threading.local()
+
+    def run_row_block(r0: int) -> list:
+        if not hasattr(local, "buf"):
+            local.buf = torch.empty(bx * by, dtype=prep.filt_x.dtype, device=prep.device)
+            local.mask = torch.empty(bx * by, dtype=torch.bool, device=prep.device)
+        buf, mask = local.buf, local.mask
+        r1 = min(n, r0 + bx)
+        rb = r1 - r0
+        xs = prep.filt_x[r0:r1]
+        thr = _filter_row_thresholds(prep, sq_threshold, slice(r0, r1))
+        kept = []
+        for c0 in range(0, m, by):
+            c1 = min(m, c0 + by)
+            cb = c1 - c0
+            g = buf[: rb * cb].view(rb, cb)
+            mk = mask[: rb * cb].view(rb, cb)
+            # g = ||y||^2 - 2 <x, y>  (the GEMM with the column norms fused in)
+            torch.addmm(ny[c0:c1], xs, fy[c0:c1].T, beta=1, alpha=-2, out=g)
+            torch.le(g, thr, out=mk)
+            if on_cpu:  # NumPy's SIMD flatnonzero is ~3x faster than torch.nonzero on CPU
+                flat = np.flatnonzero(mk.numpy())
+                if flat.size == 0:
+                    continue
+                flat = torch.from_numpy(flat)
+                ii, jj = flat // cb + r0, flat % cb + c0
+            else:
+                hit = mk.nonzero()
+                if hit.shape[0] == 0:
+                    continue
+                ii, jj = hit[:, 0] + r0, hit[:, 1] + c0
+            kept.append(reduce_block(ii, jj, _exact_distances(prep, ii, jj, chunk)))
+        return kept
+
+    if progress is None:
+        progress = n * m >= 10**9
+    from tqdm.auto import tqdm
+
+    starts = range(0, n, bx)
+    bar = tqdm(total=len(starts), desc=desc, disable=not progress, unit="block")
+    out: list = []
+    try:
+        if on_cpu:
+            with _single_threaded_kernels():
+                if workers == 1:
+                    for r0 in starts:
+                        out.extend(run_row_block(r0))
+                        bar.update()
+                else:
+                    with ThreadPoolExecutor(workers) as pool:
+                        for kept in pool.map(run_row_block, starts):
+                            out.extend(kept)
+                            bar.update()
+        else:
+            for r0 in starts:
+                out.extend(run_row_block(r0))
+                bar.update()
+    finally:
+        bar.close()
+    return out
+
+
+def _check_threads(num_threads):
+    return None if num_threads is None else check_int(num_threads, "num_threads", minimum=1)
+
+
+def _check_offsets(row_offset, col_offset):
+    return (check_int(row_offset, "row_offset", minimum=0), check_int(col_offset, "col_offset", minimum=0))
+
+
+def fiber_product(
+    X: Any,
+    Y: Any,
+    eps: float,
+    metric: str = "euclidean",
+    *,
+    block_size: int | tuple[int, int] | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    device: Any = None,
+    shared_projector: Any = None,
+    row_offset: int = 0,
+    col_offset: int = 0,
+    progress: bool | None = None,
+    num_threads: int | None = None,
+) -> FiberProduct:
+    r"""Exact ε-join :math:`F_\varepsilon = \{(i,j) : \operatorname{dist}(x_i, y_j) \le \varepsilon\}`.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor, shape=[n, d]
+    Y : array-like or torch.Tensor, shape=[m, d]
+        Same kind of device as ``X`` when tensors.  Integer inputs are
+        converted to float64.  Empty ``X`` or ``Y`` gives an empty result.
+    eps : float
+        Tolerance, finite and ``>= 0`` (closed ball; ``eps=0`` gives
+        :math:`F_0`, the exact fiber product).
+    metric : {"euclidean", "cosine", "geodesic"}
+    block_size : int or (int, int), optional
+        Rows of ``X`` and of ``Y`` per block (default: cache-sized on CPU,
+        large on GPU, always within ``memory_budget``).
+    memory_budget : int
+        Bytes for the block buffer, its mask and the float64 recomputation
+        (default 256 MiB).
+    device : str or torch.device, optional
+        Where to compute (default: the tensors' device, CPU for NumPy).
+    shared_projector : array-like, optional
+        Orthonormal basis ``B`` (shape ``[d, k]``) or orthogonal projector
+        ``P`` (shape ``[d, d]``) of the shared subspace :math:`Z_s`: the join is
+        computed on :math:`\Pi_s(x - y)` only, i.e. on the float64 features
+        ``X @ B`` / ``X @ P`` (design.md §2.2, statement 4).
+    row_offset, col_offset : int
+        Added to the reported indices (for block-wise distributed joins; see
+        :meth:`FiberProduct.concatenate`).
+    progress : bool, optional
+        tqdm progress over row blocks (default: only for ``n*m >= 1e9``).
+    num_threads : int, optional
+        CPU only: worker threads over row blocks, each running single-threaded
+        kernels (default ``torch.get_num_threads()``; use 1 inside a Dask or
+        multiprocessing worker that is already parallel).  While they run,
+        torch's intra-op thread count is set to 1 and restored afterwards.
+
+    Returns
+    -------
+    FiberProduct
+        ``pairs`` (int64, sorted) and float64 ``distances`` as tensors on the
+        input device when ``X`` or ``Y`` is a tensor, NumPy arrays otherwise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fp = fiber_product(np.array([[0., 0.]]), np.array([[3., 4.], [3., 5.]]), eps=5)
+    >>> fp.pairs.tolist(), fp.distances.tolist()
+    ([[0, 0]], [5.0])
+    """
+    eps = check_nonnegative_scalar(eps, "eps")
+    memory_budget = check_int(memory_budget, "memory_budget", minimum=1024)
+    offsets = _check_offsets(row_offset, col_offset)
+    prep = _prepare(X, Y, metric, shared_projector, device)
+    sq_thr = _defining_sq_threshold(eps, metric, prep.d)
+
+    def keep_within(ii, jj, dist):
+        keep = dist <= eps
+        return ii[keep], jj[keep], dist[keep]
+
+    kept = _scan(prep, sq_thr, block_size, memory_budget, progress, "fiber_product", keep_within,
+                 _check_threads(num_threads))
+    ii_all, jj_all, d_all = [k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept]
+    ref = X if is_torch(X) else Y
+    width = max(1, prep.filt_y.shape[0])
+    if prep.device.type == "cpu":  # NumPy: the sort of a few int64 keys, no thread barriers
+        ii = np.concatenate([a.numpy() for a in ii_all]) if ii_all else np.empty(0, np.int64)
+        jj = np.concatenate([a.numpy() for a in jj_all]) if jj_all else np.empty(0, np.int64)
+        dist = np.concatenate([a.numpy() for a in d_all]) if d_all else np.empty(0, np.float64)
+        order = np.argsort(ii * width + jj, kind="stable")
+        pairs = np.empty((order.size, 2), dtype=np.int64)
+        pairs[:, 0] = ii[order] + offsets[0]
+        pairs[:, 1] = jj[order] + offsets[1]
+        dist = dist[order]
+        if is_torch(ref):
+            pairs, dist = torch.from_numpy(pairs).to(ref.device), torch.from_numpy(dist).to(ref.device)
+    else:
+        dev = prep.device
+        if ii_all:
+            ii, jj, dist = torch.cat(ii_all), torch.cat(jj_all), torch.cat(d_all)
+            order = torch.argsort(ii * width + jj)
+            pairs = torch.stack([ii[order] + offsets[0], jj[order] + offsets[1]], dim=1)
+            dist = dist[order]
+        else:
+            pairs = torch.empty((0, 2), dtype=torch.int64, device=dev)
+            dist = torch.empty(0, dtype=torch.float64, device=dev)
+        if is_torch(ref):
+            pairs, dist = pairs.to(ref.device), dist.to(ref.device)
+        else:
+            pairs, dist = pairs.cpu().numpy(), dist.cpu().numpy()
+    shape = (int(prep.filt_x.shape[0]), int(prep.filt_y.shape[0]))
+    return FiberProduct(pairs, dist, eps, metric, shape, offsets)
+
+
+def _check_grid(eps_grid: Any, name: str = "eps_grid") -> np.ndarray:
+    grid = check_array(eps_grid, name, ndim=(0, 1))
+    grid = np.array(to_numpy(grid, dtype=np.float64).reshape(-1))  # own contiguous copy
+    if grid.size == 0:
+        raise ValueError(f"{name} must contain at least one tolerance")
+    if (grid < 0).any():
+        raise ValueError(f"{name} must be >= 0, got min {grid.min()}")
+    return grid
+
+
+def fiber_counts(
+    X: Any,
+    Y: Any,
+    eps_grid: Any,
+    metric: str = "euclidean",
+    *,
+    block_size: int | tuple[int, int] | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    device: Any = None,
+    shared_projector: Any = None,
+    progress: bool | None = None,
+    num_threads: int | None = None,
+) -> FiberCounts:
+    r"""Exact :math:`N(\varepsilon_k) = |F_{\varepsilon_k}|` for a whole grid in ONE pass.
+
+    One blocked GEMM pass filters with the largest tolerance; only its
+    candidates get an exact float64 distance, which is bucketed into the
+    sorted grid (a cumulative count), so the cost barely depends on the number
+    of thresholds.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor, shape=[n, d]
+    Y : array-like or torch.Tensor, shape=[m, d]
+    eps_grid : array-like, shape=[g]
+        Tolerances ``>= 0`` in any order (results follow the given order).
+    metric, block_size, memory_budget, device, shared_projector, progress, num_threads
+        As in :func:`fiber_product`.
+
+    Returns
+    -------
+    FiberCounts
+        ``counts`` (int64) and ``rho = counts / (n m)``, same kind as ``X``.
+    """
+    grid = _check_grid(eps_grid)
+    memory_budget = check_int(memory_budget, "memory_budget", minimum=1024)
+    prep = _prepare(X, Y, metric, shared_projector, device)
+    order = np.argsort(grid, kind="stable")
+    sorted_grid = torch.as_tensor(grid[order], device=prep.device)
+    hist = torch.zeros(grid.size + 1, dtype=torch.int64, device=prep.device)
+    sq_thr = _defining_sq_threshold(float(grid.max()), metric, prep.d)
+
+    def histogram(ii, jj, dist):
+        # number of grid values strictly below d = first grid index whose ball contains the pair
+        pos = torch.searchsorted(sorted_grid, dist.to(sorted_grid.device), side="left")
+        return torch.bincount(pos, minlength=grid.size + 1)
+
+    for h in _scan(prep, sq_thr, block_size, memory_budget, progress, "fiber_counts", histogram,
+                   _check_threads(num_threads)):
+        hist += h
+    counts_sorted = torch.cumsum(hist, 0)[: grid.size].cpu().numpy()
+    counts = np.empty(grid.size, dtype=np.int64)
+    counts[order] = counts_sorted
+    ref = X if is_torch(X) else Y
+    n_pairs = int(prep.filt_x.shape[0]) * int(prep.filt_y.shape[0])
+    return FiberCounts(like(grid, ref), like(counts, ref), n_pairs, metric)
+
+
+def estimate_density(
+    X: Any,
+    Y: Any,
+    eps: Any,
+    n_samples: int,
+    metric: str = "euclidean",
+    *,
+    confidence: float = 0.95,
+    method: str = "wilson",
+    seed: int | np.random.Generator | None = None,
+    device: Any = None,
+    shared_projector: Any = None,
+) -> DensityEstimate:
+    r"""Unbiased sampled estimate of :math:`\rho(\varepsilon)` with a confidence interval.
+
+    ``n_samples`` pairs :math:`(I_s, J_s)` are drawn uniformly and
+    independently from :math:`\{0..n-1\}\times\{0..m-1\}` (with replacement),
+    so the hits :math:`H = \sum_s 1[\operatorname{dist}(x_{I_s}, y_{J_s}) \le
+    \varepsilon]` are :math:`\mathrm{Binomial}(S, \rho(\varepsilon))` and
+    :math:`\hat\rho = H/S` is unbiased.  The interval is
+
+    * ``"wilson"`` (default): the Wilson score interval
+      :math:`\frac{\hat\rho + z^2/2S \pm z\sqrt{\hat\rho(1-\hat\rho)/S + z^2/4S^2}}{1 + z^2/S}`,
+      :math:`z = \Phi^{-1}(1 - \alpha/2)`; close to nominal coverage, never
+      outside [0, 1], non-degenerate at :math:`H = 0`;
+    * ``"clopper-pearson"``: the exact (conservative) Beta-quantile interval.
+
+    The same samples serve every tolerance of a grid (pointwise intervals).
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor, shape=[n, d]  (non-empty)
+    Y : array-like or torch.Tensor, shape=[m, d]  (non-empty)
+    eps : float or array-like, shape=[g]
+    n_samples : int
+    metric : {"euclidean", "cosine", "geodesic"}
+    confidence : float in (0, 1)
+    method : {"wilson", "clopper-pearson"}
+    seed : int or numpy.random.Generator, optional
+
+    Returns
+    -------
+    DensityEstimate
+        Arrays of shape ``[g]`` (``g = 1`` for a scalar ``eps``), same kind as ``X``.
+    """
+    from scipy import stats
+
+    grid = _check_grid(eps, "eps")
+    n_samples = check_int(n_samples, "n_samples", minimum=1)
+    check_choice(method, "method", ("wilson", "clopper-pearson"))
+    confidence = float(confidence)
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    prep = _prepare(X, Y, metric, shared_projector, device)
+    n, m = prep.exact_x.shape[0], prep.exact_y.shape[0]
+    if n == 0 or m == 0:
+        raise ValueError(f"X and Y must be non-empty to sample pairs, got {n} and {m} rows")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    ii = torch.as_tensor(rng.integers(0, n, n_samples), device=prep.device)
+    jj = torch.as_tensor(rng.integers(0, m, n_samples), device=prep.device)
+    dist = _exact_distances(prep, ii, jj, max(1, DEFAULT_MEMORY_BUDGET // (24 * max(prep.d, 1))))
+    dist = dist.cpu().numpy()
+    hits = (dist[None, :] <= grid[:, None]).sum(1).astype(np.int64)
+    S = n_samples
+    p = hits / S
+    alpha = 1.0 - confidence
+    if method == "wilson":
+        z = stats.norm.ppf(1 - alpha / 2)
+        denom = 1 + z * z / S
+        center = (p + z * z / (2 * S)) / denom
+        half = z / denom * np.sqrt(p * (1 - p) / S + z * z / (4 * S * S))
+        lower, upper = np.clip(center - half, 0, 1), np.clip(center + half, 0, 1)
+        lower = np.where(hits == 0, 0.0, lower)
+        upper = np.where(hits == S, 1.0, upper)
+    else:
+        lower = np.where(hits == 0, 0.0, stats.beta.ppf(alpha / 2, np.maximum(hits, 1), S - hits + 1))
+        upper = np.where(hits == S, 1.0, stats.beta.ppf(1 - alpha / 2, hits + 1, np.maximum(S - hits, 1)))
+    ref = X if is_torch(X) else Y
+    return DensityEstimate(like(grid, ref), like(p, ref), like(lower, ref), like(upper, ref),
+                           like(hits, ref), S, confidence, method)
