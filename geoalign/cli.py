@@ -18,6 +18,7 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS: dict[str, tuple[str, ...]] = {
     "info": ("geoalign.cli", "print versions, devices and threads"),
     "figures": ("geoalign.figures", "regenerate the paper's figures and tables"),
+    "sweep": ("geoalign.sweep", "parameter sweeps: local processes or a Dask cluster"),
     "train": ("geoalign.train", "train a model from a JSON/TOML config",
               "configure_train_parser", "run_train_cli"),
     "eval": ("geoalign.train", "evaluate a saved model on paired data (retrieval metrics)",

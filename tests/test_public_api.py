@@ -3,7 +3,7 @@ import importlib
 
 import pytest
 
-PACKAGES = ["geoalign", "geoalign.data", "geoalign.models", "geoalign.manifolds"]
+PACKAGES = ["geoalign", "geoalign.data", "geoalign.models", "geoalign.manifolds", "geoalign.ot"]
 
 
 @pytest.mark.parametrize("package", PACKAGES)

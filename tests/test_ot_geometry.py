@@ -1,0 +1,143 @@
+import numpy as np
+import ot
+import pytest
+import torch
+from hypothesis import given, strategies as st
+
+from geoalign.ot import (barycenter, free_support_barycenter, gaussian_barycenter,
+                         sinkhorn, sinkhorn_divergence, sliced_wasserstein)
+
+
+# ---------------------------------------------------------------- divergence
+def test_divergence_matches_three_sinkhorns(rng):
+    X, Y = rng.normal(size=(15, 2)), rng.normal(size=(10, 2)) + 0.5
+    reg = 0.5
+    res = sinkhorn_divergence(X, Y, reg, tol=1e-10, max_iter=5000)
+    ent = lambda A, B: sinkhorn(None, None, ot.dist(A, B) / 2, reg, tol=1e-12,
+                                max_iter=20000).entropic_value
+    expected = ent(X, Y) - 0.5 * ent(X, X) - 0.5 * ent(Y, Y)
+    assert res.value == pytest.approx(expected, abs=1e-8)
+
+
+@given(st.integers(2, 10), st.floats(0.05, 2.0), st.integers(0, 2**16))
+def test_divergence_nonnegative_and_zero_on_diagonal(n, reg, seed):
+    r = np.random.default_rng(seed)
+    X, Y = r.normal(size=(n, 3)), r.normal(size=(n + 1, 3))
+    assert sinkhorn_divergence(X, Y, reg, max_iter=2000, tol=1e-9).value >= -1e-9
+    assert abs(sinkhorn_divergence(X, X, reg, max_iter=2000, tol=1e-9).value) < 1e-9
+
+
+def test_divergence_gradcheck(rng):
+    X = torch.tensor(rng.normal(size=(4, 2)), requires_grad=True)
+    Y = torch.tensor(rng.normal(size=(3, 2)), requires_grad=True)
+    fn = lambda x, y: sinkhorn_divergence(x, y, 0.5, tol=1e-13, max_iter=10000).value
+    assert torch.autograd.gradcheck(fn, (X, Y))
+
+
+def test_divergence_batched_torch(rng):
+    X = torch.randn(2, 6, 3, dtype=torch.float64)
+    Y = torch.randn(2, 5, 3, dtype=torch.float64)
+    res = sinkhorn_divergence(X, Y, 0.3, tol=1e-9, max_iter=2000)
+    assert res.value.shape == (2,)
+    single = sinkhorn_divergence(X[1], Y[1], 0.3, tol=1e-9, max_iter=2000)
+    torch.testing.assert_close(res.value[1], single.value)
+
+
+# -------------------------------------------------------------------- sliced
+def test_sliced_vs_pot_monte_carlo(rng):
+    X, Y = rng.normal(size=(200, 4)), rng.normal(size=(150, 4)) + 0.7
+    ours = sliced_wasserstein(X, Y, n_projections=1000, seed=1).value
+    pots = [ot.sliced_wasserstein_distance(X, Y, n_projections=1000, seed=s) for s in range(5)]
+    assert abs(ours - np.mean(pots)) < 4 * np.std(pots) + 0.02
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_sliced_exact_in_one_dimension(rng, p):
+    x, y = rng.normal(size=(17, 1)), rng.normal(size=(11, 1))
+    a = rng.random(17)
+    a /= a.sum()
+    ours = sliced_wasserstein(x, y, n_projections=3, p=p, a=a).value
+    assert ours == pytest.approx(ot.wasserstein_1d(x[:, 0], y[:, 0], u_weights=a, p=p) ** (1 / p),
+                                 rel=1e-10)
+
+
+def test_sliced_sobol_reproducible_and_differentiable(rng):
+    X = torch.tensor(rng.normal(size=(8, 3)), requires_grad=True)
+    Y = torch.tensor(rng.normal(size=(8, 3)))
+    r1 = sliced_wasserstein(X, Y, 16, seed=3)
+    r2 = sliced_wasserstein(X, Y, 16, seed=3)
+    assert r1.value.item() == r2.value.item()
+    np.testing.assert_allclose(np.linalg.norm(r1.directions.numpy(), axis=1), 1.0)
+    fn = lambda x: sliced_wasserstein(x, Y, 16, seed=3).value
+    assert torch.autograd.gradcheck(fn, (X,))
+
+
+def test_sliced_bad_input(rng):
+    with pytest.raises(ValueError, match="same dimension"):
+        sliced_wasserstein(rng.normal(size=(3, 2)), rng.normal(size=(3, 3)))
+    with pytest.raises(ValueError, match="directions"):
+        sliced_wasserstein(rng.normal(size=(3, 2)), rng.normal(size=(3, 2)), directions="halton")
+    with pytest.raises(ValueError, match="sum to 1"):
+        sliced_wasserstein(rng.normal(size=(3, 2)), rng.normal(size=(3, 2)), a=[0.5, 0.5, 0.5])
+
+
+# --------------------------------------------------------------- barycentres
+def test_fixed_support_matches_pot(rng):
+    n = 25
+    x = np.linspace(0, 1, n)
+    C = (x[:, None] - x[None]) ** 2
+    A = rng.random((3, n)) + 0.1
+    A /= A.sum(1, keepdims=True)
+    w = np.array([0.2, 0.3, 0.5])
+    q = ot.bregman.barycenter(A.T, C, 0.02, weights=w, method="sinkhorn_log",
+                              numItermax=5000, stopThr=1e-12)
+    res = barycenter(A, C, 0.02, weights=w, tol=1e-12, max_iter=5000)
+    np.testing.assert_allclose(res.barycenter, q, atol=1e-9)
+
+
+def test_free_support_exact_matches_pot(rng):
+    Ys = [rng.normal(size=(30, 2)) + k for k in range(3)]
+    X0 = rng.normal(size=(15, 2))
+    Xp = ot.lp.free_support_barycenter(Ys, [np.full(30, 1 / 30)] * 3, X0.copy())
+    res = free_support_barycenter(Ys, init=X0)
+    np.testing.assert_allclose(res.support, Xp, atol=1e-10)
+    obj = np.mean([ot.emd2(np.full(15, 1 / 15), np.full(30, 1 / 30), ot.dist(Xp, Y)) for Y in Ys])
+    assert res.value == pytest.approx(obj, rel=1e-10)
+
+
+def test_free_support_entropic_objective_close(rng):
+    Ys = np.stack([rng.normal(size=(30, 2)) + k for k in range(3)])
+    X0 = Ys[0] + 0.05
+    exact = free_support_barycenter(Ys, init=X0)
+    ent = free_support_barycenter(Ys, init=X0, reg=0.005, tol=1e-6)
+    obj = lambda X: np.mean([ot.emd2(np.full(30, 1 / 30), np.full(30, 1 / 30), ot.dist(X, Y)) for Y in Ys])
+    assert obj(ent.support) <= 1.02 * obj(exact.support)
+
+
+def test_gaussian_barycenter_vs_pot_and_closed_forms(rng):
+    d = 3
+    m = rng.normal(size=(4, d))
+    L = rng.normal(size=(4, d, d))
+    S = L @ L.transpose(0, 2, 1) + 0.1 * np.eye(d)
+    w = np.array([0.1, 0.2, 0.3, 0.4])
+    res = gaussian_barycenter(m, S, w)
+    mb, Sb = ot.gaussian.bures_wasserstein_barycenter(m, S, w, num_iter=2000, eps=1e-13)
+    np.testing.assert_allclose(res.cov, Sb, atol=1e-8)
+    np.testing.assert_allclose(res.mean, mb, atol=1e-12)
+    # commuting (diagonal) covariances: sqrt of the barycentre = mean of sqrts
+    D = rng.random((4, d)) + 0.5
+    res_d = gaussian_barycenter(m, np.stack([np.diag(v) for v in D]), w)
+    np.testing.assert_allclose(res_d.cov, np.diag((w[:, None] * np.sqrt(D)).sum(0) ** 2), atol=1e-10)
+
+
+def test_barycenter_bad_input(rng):
+    with pytest.raises(ValueError, match="weights must sum to 1"):
+        gaussian_barycenter(np.zeros((2, 2)), np.stack([np.eye(2)] * 2), weights=[0.5, 0.6])
+    with pytest.raises(ValueError, match="weights must be non-negative"):
+        barycenter(np.full((2, 3), 1 / 3), np.ones((3, 3)), 0.1, weights=[1.5, -0.5])
+    with pytest.raises(ValueError, match="reg"):
+        barycenter(np.full((2, 3), 1 / 3), np.ones((3, 3)), 0.0)
+    with pytest.raises(ValueError, match="measures\\[1\\] has dimension"):
+        free_support_barycenter([np.zeros((3, 2)), np.zeros((3, 3))])
+    with pytest.raises(ValueError, match="positive semi-definite"):
+        gaussian_barycenter(np.zeros((1, 2)), -np.eye(2)[None])
