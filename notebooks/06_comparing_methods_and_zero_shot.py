@@ -41,6 +41,7 @@ from geoalign.data import XLSA17_NAMES
 
 QUICK = os.environ.get("GEOALIGN_QUICK") == "1"
 EPOCHS = 15 if QUICK else 150
+PUB_EPOCHS = 4 if QUICK else 100      # the published models cost more per epoch
 QUIET = {"progress": False}
 rng = np.random.default_rng(0)
 print("QUICK =", QUICK)
@@ -107,7 +108,7 @@ from geoalign.models.codebook import UniCode, toc_select
 from geoalign.models.qsma import QSMA
 from geoalign.models.sspc import SSPC
 
-common = dict(max_epochs=EPOCHS, batch_size=256, random_state=0, trainer_options=QUIET)
+common = dict(max_epochs=PUB_EPOCHS, batch_size=256, random_state=0, trainer_options=QUIET)
 published = {
     "SSPC": SSPC(dim=16, hidden=64, n_anchors=16, queue_size=512, lr=3e-3, **common),
     "Uni-Code + TOC": UniCode(dim=32, n_codes=64, specific_dim=8, hidden=64, toc_k=16, lr=3e-3, **common),
