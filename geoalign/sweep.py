@@ -241,7 +241,11 @@ def _function_identity(func: Callable, version: str | None) -> str:
     """``module:qualname`` plus a fingerprint: ``version`` if given, else the source code.
 
     Hashing the source (as joblib.Memory does) means an edited function never
-    reuses stale cached cells.
+    reuses stale cached cells.  The whole defining module is hashed, so editing
+    a helper next to the function also invalidates its cells; for functions
+    defined inside geoalign (the built-in studies) the package version is
+    included too.  Edits to *other* modules the function calls are not seen:
+    pass ``version=`` (or clear the cache) when those change.
     """
     extra = ""
     if isinstance(func, functools.partial):
@@ -252,7 +256,12 @@ def _function_identity(func: Callable, version: str | None) -> str:
         fingerprint = f"version={version}"
     else:
         try:
-            fingerprint = hashlib.sha256(inspect.getsource(func).encode()).hexdigest()[:16]
+            module = inspect.getmodule(func)
+            source = inspect.getsource(module if module is not None else func)
+            if name.startswith("geoalign."):
+                from . import __version__
+                source += f"\ngeoalign=={__version__}"
+            fingerprint = hashlib.sha256(source.encode()).hexdigest()[:16]
         except (OSError, TypeError):
             code = getattr(func, "__code__", None)
             fingerprint = hashlib.sha256(code.co_code).hexdigest()[:16] if code is not None else "opaque"
@@ -926,8 +935,14 @@ def register_study(name: str, func: Callable, default_grid: Grid | Mapping, *,
     return study
 
 
+def _load_builtin_studies() -> None:
+    """Import :mod:`geoalign.studies`, which registers the built-in studies (once)."""
+    importlib.import_module("geoalign.studies")
+
+
 def get_study(name: str) -> Study:
     """The registered study called ``name``."""
+    _load_builtin_studies()
     if name not in _STUDIES:
         raise KeyError(f"unknown study {name!r}; registered: {', '.join(sorted(_STUDIES)) or 'none'}")
     return _STUDIES[name]
@@ -935,6 +950,7 @@ def get_study(name: str) -> Study:
 
 def list_studies() -> dict[str, Study]:
     """All registered studies by name."""
+    _load_builtin_studies()
     return dict(sorted(_STUDIES.items()))
 
 

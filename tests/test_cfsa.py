@@ -4,6 +4,8 @@ import ot
 import pytest
 import torch
 
+from geoalign.data.planted import PlantedAlignment
+from geoalign.metrics import retrieval_metrics, zsl_accuracy
 from geoalign.models.cfsa import CFSA, digit_glyph_semantics, gradient_penalty
 
 
@@ -94,7 +96,10 @@ def trained():
     xa, xb, y = planted(rng, 600, [0, 1, 2])
     opts = dict(dim=8, hidden=64, batch_size=100, lr=1e-3, critic_lr=1e-3, n_synthetic=32,
                 random_state=0, trainer_options={"progress": False})
-    untrained = CFSA(SEM, max_epochs=1, **{**opts, "lr": 1e-12, "critic_lr": 1e-12}).fit(xa, xb, y)
+    # baseline: a randomly initialised generator (no ridge-initialised semantic pathway, which
+    # would already place the class means before any adversarial training)
+    untrained = CFSA(SEM, max_epochs=1, semantic_pathway="none",
+                     **{**opts, "lr": 1e-12, "critic_lr": 1e-12}).fit(xa, xb, y)
     model = CFSA(SEM, max_epochs=40, **opts).fit(xa, xb, y)
     return model, untrained, planted(np.random.default_rng(1), 1200, [0, 1, 2, 3])
 
@@ -166,3 +171,76 @@ def test_cfsa_bad_input(rng):
         CFSA(SEM, **opts).fit(xa, xb[:-1], y)
     with pytest.raises(ValueError, match="synthesize"):
         CFSA(SEM, synthesize="none", **opts).fit(xa, xb, y)
+    with pytest.raises(ValueError, match="semantic_pathway"):
+        CFSA(SEM, semantic_pathway="quadratic", **opts).fit(xa, xb, y)
+    with pytest.raises(ValueError, match="semantic_ridge"):
+        CFSA(SEM, semantic_ridge=0.0, **opts).fit(xa, xb, y)
+    with pytest.raises(ValueError, match="classifier_weight"):
+        CFSA(SEM, classifier_weight=-1.0, **opts).fit(xa, xb, y)
+
+
+# --- zero-shot transfer on planted data with a predictable semantic map ----------------------
+# Class semantics = a known linear map of the class centres of the shared latent, so unseen-class
+# feature means are a linear function of their semantics (learnable from the 5 seen classes).
+ZS_MAP = np.random.default_rng(5).normal(size=(4, 6))
+
+
+@pytest.fixture(scope="module")
+def zero_shot():
+    torch.set_num_threads(1)
+    gen = PlantedAlignment(dim=16, shared_rank=4, private_ranks=(2, 2), snr=5.0, n_classes=8,
+                           between_class_fraction=0.9, random_state=0)
+    data = gen.sample(1600)
+    sem = data.class_centers @ ZS_MAP              # built from the generator, no test sample used
+    split = data.zero_shot_split(3, random_state=0)
+    tr = split.seen
+    model = CFSA(sem, dim=8, hidden=64, batch_size=100, lr=1e-3, critic_lr=1e-3, n_synthetic=32,
+                 max_epochs=30, random_state=0, trainer_options={"progress": False})
+    model.fit(tr.U.astype(np.float32), tr.V.astype(np.float32), tr.labels)
+    return model, split, sem
+
+
+def test_semantic_pathway_is_ridge_regression_on_seen_classes(zero_shot):
+    model, split, sem = zero_shot
+    m, tr = model.module_, split.seen
+    seen = split.seen_classes
+    cc = sem[seen] - sem[seen].mean(0)
+    gram = cc.T @ cc
+    alpha = 0.1 * np.trace(gram) / gram.shape[0]          # default semantic_ridge=0.1
+    for X, enc, layer in ((tr.U, m.encoder_a, m.semantic_a), (tr.V, m.encoder_b, m.semantic_b)):
+        xs = (X - enc.mean.double().numpy()) / enc.scale.double().numpy()
+        means = np.stack([xs[tr.labels == k].mean(0) for k in seen])
+        w = np.linalg.solve(gram + alpha * np.eye(6), cc.T @ (means - means.mean(0)))
+        # frozen by default (semantic_trainable=False): still the closed form after training
+        np.testing.assert_allclose(layer.weight.detach().double().numpy(), w.T, rtol=1e-3, atol=1e-4)
+        # a semantic direction orthogonal to every centred seen semantic vector maps to zero
+        null = np.linalg.svd(cc)[2][-1]
+        assert np.abs(w.T @ null).max() < 1e-4 * np.abs(w).max()
+
+
+def test_zero_shot_unseen_classes_planted(zero_shot):
+    model, split, sem = zero_shot
+    te, unseen = split.unseen, split.unseen_classes
+    assert unseen.size == 3                                   # chance: ZSL accuracy 1/3
+    # the generators extrapolate: every synthesised unseen-class mean lies nearest the real
+    # mean of its own class (features, never seen in training)
+    ga, gb = model.sample(np.repeat(unseen, 300), seed=1)
+    for gen, X in ((ga, te.U), (gb, te.V)):
+        gmu = gen.reshape(3, 300, -1).mean(1)
+        real = np.stack([X[te.labels == k].mean(0) for k in unseen])
+        dist = np.linalg.norm(gmu[:, None] - real[None], axis=-1)
+        np.testing.assert_array_equal(dist.argmin(1), np.arange(3))
+    # ZSL accuracy among the unseen classes (scores against synthesised prototypes of all classes)
+    for which, X in (("a", te.U), ("b", te.V)):
+        z = model.transform_a(X) if which == "a" else model.transform_b(X)
+        scores = z @ model.class_prototypes(which).T
+        acc = zsl_accuracy(scores, te.labels, classes=unseen)
+        assert acc >= 0.6, (which, acc)                       # stated bound; chance 0.33
+        pred = model.predict_zsl(X, which=which)
+        assert np.mean(pred == te.labels) >= 0.6
+    # cross-view retrieval of unseen classes, mAP@all over both directions; chance is about the
+    # class frequency (~0.35 here)
+    za, zb = model.transform_a(te.U), model.transform_b(te.V)
+    freq = np.bincount(te.labels)[unseen] / te.labels.size
+    result = retrieval_metrics(za, zb, te.labels, te.labels)
+    assert result.map_all >= 0.6 > float(np.sum(freq ** 2)) + 0.1, result.map_all
