@@ -45,7 +45,6 @@ QUICK = os.environ.get("GEOALIGN_QUICK") == "1"
 EPOCHS = 12 if QUICK else 80
 N_TRAIN = 1500 if QUICK else 8000
 QUIET = {"progress": False}
-torch.set_num_threads(2)
 print("QUICK =", QUICK)
 
 # %% [markdown]
