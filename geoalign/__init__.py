@@ -49,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "LinearContrastive": "models.contrastive",
     "CCA": "models.linear",
     "ESZSL": "models.linear",
+    "QSMA": "models.qsma",
     "SSPC": "models.sspc",
     "SinkhornResult": "ot",
     "barycenter": "ot",

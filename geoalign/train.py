@@ -808,6 +808,22 @@ def _load_paired_file(spec: dict, base_dir: Path) -> dict:
     return out
 
 
+@register_dataset("digits")
+def _load_digits(spec: dict, base_dir: Path) -> dict:
+    """scikit-learn digits, left/right halves (see geoalign.data.digits.digits_training_source)."""
+    from .data.digits import digits_training_source
+
+    return digits_training_source(spec, base_dir)
+
+
+@register_dataset("planted")
+def _load_planted(spec: dict, base_dir: Path) -> dict:
+    """Planted shared/private model (see geoalign.data.planted.planted_training_source)."""
+    from .data.planted import planted_training_source
+
+    return planted_training_source(spec, base_dir)
+
+
 def load_dataset(spec: dict, base_dir: Any = ".") -> dict:
     """Load the data set a config's ``[data]`` table describes (dispatch on ``source``)."""
     if not isinstance(spec, dict) or "source" not in spec:

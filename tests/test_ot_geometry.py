@@ -141,3 +141,42 @@ def test_barycenter_bad_input(rng):
         free_support_barycenter([np.zeros((3, 2)), np.zeros((3, 3))])
     with pytest.raises(ValueError, match="positive semi-definite"):
         gaussian_barycenter(np.zeros((1, 2)), -np.eye(2)[None])
+
+
+# ------------------------------------------------------- fast (training) modes
+def test_divergence_fixed_updates_close_to_converged_float32():
+    g = torch.Generator().manual_seed(0)
+    X = torch.nn.functional.normalize(torch.randn(64, 16, generator=g), dim=1)
+    Y = torch.nn.functional.normalize(torch.randn(64, 16, generator=g) + 0.3, dim=1)
+    ref = sinkhorn_divergence(X.double(), Y.double(), 0.05, tol=1e-10, max_iter=20000).value.item()
+    Xg = X.clone().requires_grad_()
+    res = sinkhorn_divergence(Xg, Y, 0.05)  # defaults: fixed updates, no warning
+    assert res.converged and res.value.dtype == torch.float32
+    assert res.value.item() == pytest.approx(ref, rel=1e-3)
+    res.value.backward()
+    assert torch.isfinite(Xg.grad).all()
+
+
+def test_divergence_kernel_path_matches_log_path(rng, monkeypatch):
+    from geoalign.ot import _divergence
+
+    X, Y = rng.normal(size=(12, 3)), rng.normal(size=(9, 3)) + 0.4
+    kernel = sinkhorn_divergence(X, Y, 1.0, max_iter=20)
+    monkeypatch.setattr(_divergence, "_KERNEL_RANGE", 0.0)
+    log = sinkhorn_divergence(X, Y, 1.0, max_iter=20)
+    assert kernel.value == pytest.approx(log.value, rel=1e-10)
+
+
+def test_free_support_entropic_padded_weighted_and_bad_input(rng):
+    Ys = [rng.normal(size=(20, 2)), rng.normal(size=(14, 2)) + 1.0]
+    X0 = rng.normal(size=(10, 2))
+    exact = free_support_barycenter(Ys, init=X0)
+    ent = free_support_barycenter(Ys, init=X0, reg=0.01, tol=1e-8)
+    obj = lambda X: 0.5 * sum(ot.emd2(np.full(10, 0.1), np.full(len(Y), 1 / len(Y)), ot.dist(X, Y))
+                              for Y in Ys)
+    assert ent.converged and np.isfinite(ent.support).all()
+    assert obj(ent.support) <= 1.02 * obj(exact.support)
+    with pytest.raises(ValueError, match="relaxation"):
+        free_support_barycenter(Ys, reg=0.1, relaxation=2.5)
+    with pytest.raises(ValueError, match="eps_scaling"):
+        free_support_barycenter(Ys, reg=0.1, eps_scaling=1.0)

@@ -99,3 +99,16 @@ def test_bad_split_arguments():
         d.zero_shot_split(unseen_classes=[0, 1, 2, 3])
     with pytest.raises(ValueError, match="n must be >= 1"):
         PlantedAlignment().sample(0)
+
+
+def test_planted_training_source_splits_are_class_disjoint():
+    from geoalign.train import load_dataset
+
+    seen = load_dataset({"source": "planted", "n": 300, "split": "seen", "dim": 16, "shared_rank": 3,
+                         "private_ranks": [2, 2]})
+    unseen = load_dataset({"source": "planted", "n": 300, "split": "unseen", "dim": 16,
+                           "shared_rank": 3, "private_ranks": [2, 2]})
+    assert seen["X_a"].shape[1] == 16 and len(seen["y"]) + len(unseen["y"]) == 300
+    assert not set(seen["y"].tolist()) & set(unseen["y"].tolist())
+    with pytest.raises(ValueError, match="unknown key"):
+        load_dataset({"source": "planted", "bogus": 1})

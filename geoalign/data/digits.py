@@ -30,6 +30,7 @@ __all__ = [
     "digits_images",
     "images_to_half_polynomials",
     "half_polynomials_to_images",
+    "digits_training_source",
 ]
 
 #: Pixel values of the sklearn digits lie in 0..16, hence coefficients in Z_17.
@@ -227,3 +228,34 @@ def load_digits_two_view(
         train_index=train_index.astype(np.int64), val_index=val_index, test_index=test_index,
         scale=scale,
     )
+
+
+def digits_training_source(spec: dict, base_dir=None) -> dict:
+    """``geoalign train`` data source ``"digits"``: left/right halves of sklearn digits.
+
+    ``spec`` keys (all optional): ``split`` ("train", "val" or "test"; default
+    "train"), ``seen_classes`` (default 0-6), ``unseen_classes``,
+    ``val_fraction`` (default 0.2), ``seed`` (0), ``scale`` ("none"/"unit"),
+    ``representation`` ("features": float pixel halves, or "polynomials":
+    int64 coefficients over Z_17 for attention encoders with ``vocab_size=17``).
+    """
+    allowed = {"source", "split", "seen_classes", "unseen_classes", "val_fraction", "seed", "scale",
+               "representation"}
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise ValueError(f"data source 'digits' got unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    split = check_choice(spec.get("split", "train"), "digits split", ("train", "val", "test"))
+    rep = check_choice(spec.get("representation", "features"), "digits representation",
+                       ("features", "polynomials"))
+    data = load_digits_two_view(seen_classes=spec.get("seen_classes", (0, 1, 2, 3, 4, 5, 6)),
+                                unseen_classes=spec.get("unseen_classes"),
+                                val_fraction=spec.get("val_fraction", 0.2),
+                                scale=spec.get("scale", "none"), seed=spec.get("seed", 0))
+    y = getattr(data, f"y_{split}")
+    if y.size == 0:
+        raise ValueError(f"digits split {split!r} is empty (val_fraction=0?)")
+    if rep == "polynomials":
+        X_a, X_b = data.polynomials(split)
+    else:
+        X_a, X_b = getattr(data, f"X_a_{split}"), getattr(data, f"X_b_{split}")
+    return {"X_a": X_a, "X_b": X_b, "y": y}

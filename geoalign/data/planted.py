@@ -31,7 +31,7 @@ import numpy as np
 
 from .._validation import check_int
 
-__all__ = ["PlantedAlignment", "PlantedSample", "ZeroShotSplit"]
+__all__ = ["PlantedAlignment", "PlantedSample", "ZeroShotSplit", "planted_training_source"]
 
 
 def _random_frame(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
@@ -362,3 +362,34 @@ class PlantedAlignment:
             basis_b_v=m["Bb"].copy() if Rb is None else Rb @ m["Bb"],
             class_centers=m["centres"].copy(), noise_std=(sig_a, sig_b), snr=float(self.snr),
         )
+
+
+def planted_training_source(spec: dict, base_dir=None) -> dict:
+    """``geoalign train`` data source ``"planted"``: paired views of :class:`PlantedAlignment`.
+
+    ``spec`` keys (all optional): ``n`` (pairs drawn, default 2000), ``seed``
+    (0), ``split`` ("all", "seen" or "unseen"; default "all"), ``unseen_classes``
+    (count or ids held out when ``split`` is not "all"; default 3), and any
+    :class:`PlantedAlignment` parameter (``dim``, ``shared_rank``,
+    ``private_ranks``, ``snr``, ``n_classes``, ...).  The same ``seed`` gives the
+    same draw, so a "seen" training config and an "unseen" test config are
+    class-disjoint halves of one sample.
+    """
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(PlantedAlignment)} - {"random_state"}
+    allowed = {"source", "n", "seed", "split", "unseen_classes"} | fields
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise ValueError(f"data source 'planted' got unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    seed = check_int(spec.get("seed", 0), "seed", minimum=0)
+    params = {k: spec[k] for k in fields if k in spec}
+    if "private_ranks" in params:
+        params["private_ranks"] = tuple(params["private_ranks"])
+    sample = PlantedAlignment(**params, random_state=seed).sample(check_int(spec.get("n", 2000), "n", minimum=2))
+    split = spec.get("split", "all")
+    if split not in ("all", "seen", "unseen"):
+        raise ValueError(f"planted split must be 'all', 'seen' or 'unseen', got {split!r}")
+    if split != "all":
+        sample = getattr(sample.zero_shot_split(spec.get("unseen_classes", 3), random_state=seed), split)
+    return {"X_a": sample.U, "X_b": sample.V, "y": sample.labels}

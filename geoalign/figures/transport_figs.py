@@ -59,7 +59,8 @@ def wasserstein_barycenter_figure(ctx: FigureContext) -> FigureOutput:
     ax.plot(grid, a, color="tab:blue", label="modality A")
     ax.plot(grid, b, color="tab:orange", label="modality B")
     for k, t in enumerate(ts):
-        res = barycenter(np.stack([a, b]), C, reg=ctx.pick(2e-4, 1e-3), weights=np.array([1 - t, t]))
+        res = barycenter(np.stack([a, b]), C, reg=ctx.pick(2e-4, 1e-3), weights=np.array([1 - t, t]),
+                         tol=1e-5, max_iter=5000)
         q = np.asarray(res.barycenter)
         ax.plot(grid, q, color=plt.cm.viridis(0.2 + 0.3 * k), label=f"entropic W2 barycentre, t = {t}")
         mix = (1 - t) * a + t * b

@@ -48,6 +48,7 @@ SAVE_FORMAT = "geoalign.model/1"
 #: model name -> "module:Class" (imported lazily) or the class itself
 MODEL_REGISTRY: dict[str, Any] = {
     "linear_contrastive": "geoalign.models.contrastive:LinearContrastive",
+    "qsma": "geoalign.models.qsma:QSMA",
     "sspc": "geoalign.models.sspc:SSPC",
     "cfsa": "geoalign.models.cfsa:CFSA",
     "unicode": "geoalign.models.codebook:UniCode",

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .._validation import check_array, check_int, check_nonnegative_scalar, check_positive_scalar
 from .._warnings import ConvergenceWarning
 from . import _common
-from ._sinkhorn import solve
+from . import _free_support
 
 __all__ = [
     "FixedSupportBarycenterResult",
@@ -206,8 +206,9 @@ def _measures(measures, measure_weights):
 
 def free_support_barycenter(measures, weights=None, support_size=None, reg=None, max_iter=100,
                             tol=1e-7, measure_weights=None, init=None, support_weights=None,
-                            seed=0, inner_max_iter=1000, inner_tol=1e-5, progress=False,
-                            warn=True, device=None):
+                            seed=0, inner_max_iter=100, inner_tol=1e-2, progress=False,
+                            warn=True, device=None, rtol=1e-4, eps_start=None, eps_scaling=0.5,
+                            relaxation=1.5):
     r"""Free-support Wasserstein-2 barycentre of point clouds.
 
     Minimises :math:`\sum_k w_k W_2^2(\mu_X, \nu_k)` over the locations
@@ -222,9 +223,11 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
     support_size : int, optional
         :math:`s`; default the largest :math:`n_k` (ignored if ``init`` is given).
     reg : float or None
-        ``None``: exact plans by the network simplex (POT ``ot.emd``, CPU, float64).
-        A float: entropic plans by log-domain Sinkhorn batched over the measures,
-        ε = ``reg`` in units of the squared distances (warm-started between updates).
+        ``None``: exact plans by the network simplex (POT ``ot.emd``, CPU, float64),
+        the same iterates as POT's ``ot.lp.free_support_barycenter``.
+        A float: entropic plans, ε = ``reg`` in units of the squared distances,
+        computed in the inputs' floating precision (float32 inputs: float32
+        solves; the returned ``value`` is then accurate to float32).
     max_iter : int
         Barycentric updates.
     tol : float
@@ -235,10 +238,47 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
         Initial support (default: ``s`` points drawn from the pooled clouds with ``seed``).
     support_weights : array-like, shape=[s], optional
         :math:`q` (default uniform).
-    inner_max_iter, inner_tol : int, float
-        Sinkhorn limits per update (entropic case).
+    inner_max_iter : int
+        Entropic case: most Sinkhorn iterations per update (checked every 5).
+    inner_tol : float
+        Entropic case: an update's Sinkhorn iterations stop once every plan's
+        column marginal is within ``inner_tol`` (L1); the fixed point is only
+        declared converged with plans this accurate.  ``inner_max_iter=3,
+        inner_tol=inf`` gives a faster mode whose plans are only approximate
+        couplings (the support is usually as good, see benchmarks/bench_barycenter.py).
+    rtol : float
+        Entropic case: also stop when the transport cost
+        :math:`\sum_k w_k \langle C_k, P_k\rangle` changes by less than ``rtol``
+        (relative) between two updates at the target ε.
+    eps_start : float, optional
+        Entropic case: ε of the first update; ε is then multiplied by
+        ``eps_scaling`` each update down to ``reg`` (annealing).  Default: 1% of the
+        mean initial squared distance (or ``reg`` if larger).
+    eps_scaling : float in (0, 1)
+    relaxation : float in [1, 2)
+        Over-relaxation ω of the Sinkhorn scalings (:math:`u \leftarrow
+        u^{1-\omega} (q / K v)^{\omega}`; 1 is plain Sinkhorn), which speeds up
+        convergence at small ε.
     progress : bool
         Show a tqdm bar over the updates.
+    warn : bool
+        Emit :class:`~geoalign._warnings.ConvergenceWarning` when no stopping rule is met.
+    device : str or torch.device, optional
+        Where to compute NumPy inputs (entropic case).
+
+    Notes
+    -----
+    Entropic algorithm (see ``geoalign/ot/_free_support.py``): all :math:`K`
+    measures in one batched solve; the dual potentials on the measures' points
+    are *warm-started* from update to update (the support moves little), so an
+    update needs a few Sinkhorn iterations instead of a converged solve; ε is
+    annealed from ``eps_start`` to ``reg`` over the first updates; kernels are
+    built with one GEMM and one exponential, normalised per row, with
+    absorption of large scalings and an exact log-domain rescue, so no
+    under/overflow.  On 8 clouds x 500 points in d = 32 (float32) it measured
+    0.8-1.3x the speed of POT's exact fixed point on one thread and 1.3-2.3x on
+    two, at a ~1% lower exact objective (benchmarks/bench_barycenter.py prints
+    the ratios of the run at hand).
 
     Returns
     -------
@@ -248,6 +288,17 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
         reg = check_positive_scalar(reg, "reg")
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     tol = check_nonnegative_scalar(tol, "tol")
+    rtol = check_nonnegative_scalar(rtol, "rtol")
+    inner_max_iter = check_int(inner_max_iter, "inner_max_iter", minimum=1)
+    inner_tol = check_nonnegative_scalar(inner_tol, "inner_tol", allow_inf=True)
+    if eps_start is not None:
+        eps_start = check_positive_scalar(eps_start, "eps_start")
+    relaxation = check_positive_scalar(relaxation, "relaxation")
+    if not 1 <= relaxation < 2:
+        raise ValueError(f"relaxation must be in [1, 2), got {relaxation}")
+    eps_scaling = check_positive_scalar(eps_scaling, "eps_scaling")
+    if eps_scaling >= 1:
+        raise ValueError(f"eps_scaling must be in (0, 1), got {eps_scaling}")
     clouds, mw, d = _measures(measures, measure_weights)
     K = len(clouds)
     ref = _common.reference(*clouds, init, weights)
@@ -281,25 +332,43 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
     # pad every measure to n_max points with zero mass (batched Sinkhorn)
     Ypad = torch.stack([torch.cat([Y, Y[:1].expand(n_max - Y.shape[0], d)]) for Y in Ys])
     bpad = torch.stack([torch.cat([b, b.new_zeros(n_max - b.shape[0])]) for b in bs])
-    qB = q[None].expand(K, s)
-    state = None
-    converged, n_iter = False, 0
-    plans = None
-    bar = tqdm(range(max_iter), disable=not progress, desc="free-support barycentre")
-    for _ in bar:
-        C = torch.cdist(X, Ypad.reshape(-1, d)).reshape(s, K, n_max).transpose(0, 1) ** 2
-        if reg is None:
-            import ot as pot
+    if reg is not None:
+        if eps_start is None:
+            # 1% of the mean initial squared distance: coarse enough for the first plans.
+            eps_start = 0.01 * float((bpad[:, None, :] * _free_support._cost(X, Ypad)).sum(2).mean())
+        with tqdm(total=max_iter, disable=not progress, desc="free-support barycentre") as bar:
+            X, value, n_iter, converged, shift = _free_support.entropic_fixed_point(
+                X, Ypad, bpad, q, w, reg, max_iter=max_iter, tol=tol, rtol=rtol,
+                inner=inner_max_iter, inner_tol=inner_tol, eps_start=eps_start,
+                eps_scaling=eps_scaling, bar=bar if progress else None, omega=relaxation)
+    else:
+        X, value, n_iter, converged, shift = _exact_fixed_point(X, Ypad, bpad, q, w, max_iter, tol,
+                                                                progress)
+    if warn and not converged:
+        rule = f"squared displacement {shift:.3g} >= tol={tol:g}"
+        if reg is not None:
+            rule += f" and relative cost change >= rtol={rtol:g}"
+        warnings.warn(f"free_support_barycenter did not converge: {rule} after {n_iter} updates",
+                      ConvergenceWarning, stacklevel=2)
+    out_ref = ref
+    return FreeSupportBarycenterResult(
+        support=_common.output(X if out_ref is None else X.to(out_ref.device), out_ref),
+        weights=_common.output(q if out_ref is None else q.to(out_ref.device), out_ref),
+        value=value, n_iter=n_iter, converged=converged)
 
-            plans = torch.stack([
-                torch.as_tensor(pot.emd(q.numpy(), bpad[k].numpy(), C[k].numpy()))
-                for k in range(K)])
-        else:
-            alpha, beta, _, _ = solve(qB, bpad, C, reg, inner_max_iter, inner_tol, check_every=10,
-                                      init=state)
-            state = (alpha, beta)
-            plans = torch.exp((alpha[:, :, None] + beta[:, None, :] - C) / reg)
-            plans = plans * (qB / plans.sum(2).clamp_min(torch.finfo(dtype).tiny))[:, :, None]
+
+def _exact_fixed_point(X, Ypad, bpad, q, w, max_iter, tol, progress):
+    """POT's fixed point with exact plans (network simplex, CPU float64)."""
+    import ot as pot
+
+    K, n_max, d = Ypad.shape
+    s = X.shape[0]
+    converged, n_iter, shift = False, 0, float("inf")
+    q_np, b_np = q.numpy(), bpad.numpy()
+    for _ in tqdm(range(max_iter), disable=not progress, desc="free-support barycentre"):
+        C = _free_support._cost(X, Ypad)
+        plans = torch.stack([torch.as_tensor(pot.emd(q_np, b_np[k], C[k].numpy()))
+                             for k in range(K)])
         X_new = torch.einsum("k,ksn,knd->sd", w, plans, Ypad) / q[:, None]
         shift = float(((X_new - X) ** 2).sum())
         X = X_new
@@ -307,17 +376,8 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
         if shift < tol:
             converged = True
             break
-    C = torch.cdist(X, Ypad.reshape(-1, d)).reshape(s, K, n_max).transpose(0, 1) ** 2
-    value = float((w * (plans * C).sum((1, 2))).sum())
-    if warn and not converged:
-        warnings.warn(f"free_support_barycenter did not converge: last squared displacement "
-                      f"{shift:.3g} >= tol={tol:g} after {n_iter} updates", ConvergenceWarning,
-                      stacklevel=2)
-    out_ref = ref
-    return FreeSupportBarycenterResult(
-        support=_common.output(X if out_ref is None else X.to(out_ref.device), out_ref),
-        weights=_common.output(q if out_ref is None else q.to(out_ref.device), out_ref),
-        value=value, n_iter=n_iter, converged=converged)
+    value = float((w * (plans * _free_support._cost(X, Ypad)).sum((1, 2))).sum())
+    return X, value, n_iter, converged, shift
 
 
 # --------------------------------------------------------------------------- #

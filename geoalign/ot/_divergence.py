@@ -19,6 +19,7 @@ through the loop.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,70 @@ def _softmin(eps, C, h):
     return -eps * torch.logsumexp(h[:, None, :] - C / eps, dim=2)
 
 
+_KERNEL_RANGE = 0.3
+
+
+def _kernel_softmin(eps, K, logw, h):
+    r"""Same as :func:`_softmin` with :math:`K = e^{-C/\varepsilon}` precomputed:
+    :math:`-\varepsilon \log K (w \odot e^{h})`, with ``h`` shifted by its maximum."""
+    z = logw + h
+    zmax = z.amax(1, keepdim=True)
+    return -eps * (zmax + torch.log((K @ torch.exp(z - zmax)[:, :, None])[..., 0]))
+
+
+def _iterate(Cxy, Cxx, Cyy, loga, logb, schedule, eps, max_iter, tol, use_kernel):
+    """GeomLoss symmetric updates through ``schedule`` then ``max_iter`` more at ``eps``.
+
+    ``tol=None``: exactly that many updates, no host synchronisation.  Otherwise
+    the loop at ``eps`` stops once the potentials move less than ``tol * eps``
+    (checked every 5 updates).
+    """
+    Cyx = Cxy.transpose(1, 2)
+    if use_kernel:
+        def stage(e):
+            Kxy = torch.exp(Cxy / -e)
+            Kxx, Kyy = torch.exp(Cxx / -e), torch.exp(Cyy / -e)
+            Kyx = Kxy.transpose(1, 2)
+            return (lambda w, h: _kernel_softmin(e, Kxy, w, h), lambda w, h: _kernel_softmin(e, Kyx, w, h),
+                    lambda w, h: _kernel_softmin(e, Kxx, w, h), lambda w, h: _kernel_softmin(e, Kyy, w, h))
+    else:
+        def stage(e):
+            return (lambda w, h: _softmin(e, Cxy, w + h), lambda w, h: _softmin(e, Cyx, w + h),
+                    lambda w, h: _softmin(e, Cxx, w + h), lambda w, h: _softmin(e, Cyy, w + h))
+
+    e0 = schedule[0]
+    zb, za = torch.zeros_like(logb), torch.zeros_like(loga)
+    sxy, syx, sxx, syy = stage(e0)
+    f_ab, g_ab = sxy(logb, zb), syx(loga, za)
+    f_aa, g_bb = sxx(loga, za), syy(logb, zb)
+    n_iter = 0
+    for e in schedule:  # one symmetric, averaged update per eps (GeomLoss)
+        sxy, syx, sxx, syy = stage(e)
+        ft_ab, gt_ab = sxy(logb, g_ab / e), syx(loga, f_ab / e)
+        ft_aa, gt_bb = sxx(loga, f_aa / e), syy(logb, g_bb / e)
+        f_ab, g_ab = 0.5 * (f_ab + ft_ab), 0.5 * (g_ab + gt_ab)
+        f_aa, g_bb = 0.5 * (f_aa + ft_aa), 0.5 * (g_bb + gt_bb)
+        n_iter += 1
+    converged = tol is None
+    change = float("inf")
+    for it in range(max_iter):  # at the target eps (stage(eps) is the last one built)
+        f_new = sxy(logb, g_ab / eps)
+        g_new = syx(loga, f_new / eps)
+        faa_new = 0.5 * (f_aa + sxx(loga, f_aa / eps))
+        gbb_new = 0.5 * (g_bb + syy(logb, g_bb / eps))
+        if tol is not None:
+            deltas = torch.stack([(f_new - f_ab).abs().max(), (g_new - g_ab).abs().max(),
+                                  (faa_new - f_aa).abs().max(), (gbb_new - g_bb).abs().max()])
+        f_ab, g_ab, f_aa, g_bb = f_new, g_new, faa_new, gbb_new
+        n_iter += 1
+        if tol is not None and (it % 5 == 4 or it == max_iter - 1):  # host sync every 5 updates
+            change = float(deltas.max())
+            if change <= tol * eps:
+                converged = True
+                break
+    return f_ab, g_ab, f_aa, g_bb, n_iter, converged, change
+
+
 def _weights(w, name, n, batch, dev, dtype):
     if w is None:
         return torch.full((batch, n), 1.0 / n, device=dev, dtype=dtype)
@@ -79,7 +144,7 @@ def _weights(w, name, n, batch, dev, dtype):
     return t.expand(batch, n)
 
 
-def sinkhorn_divergence(X, Y, reg, a=None, b=None, p=2, scaling=0.9, max_iter=200, tol=1e-5,
+def sinkhorn_divergence(X, Y, reg, a=None, b=None, p=2, scaling=None, max_iter=10, tol=None,
                         warn=True):
     r"""Debiased Sinkhorn divergence :math:`S_\varepsilon` between two weighted point clouds.
 
@@ -93,14 +158,29 @@ def sinkhorn_divergence(X, Y, reg, a=None, b=None, p=2, scaling=0.9, max_iter=20
         Probability weights (default uniform).  Treated as constants.
     p : float >= 1
         Cost exponent.
-    scaling : float in (0, 1)
+    scaling : float in (0, 1), optional
         ε-scaling factor; 0.7–0.9 is safe (0.5 can give negative values early).
+        Default 0.7 in the fixed-update mode (``tol=None``), 0.9 when converging to ``tol``.
     max_iter : int
-        Updates allowed at the final ε after the scaling stages.
-    tol : float
-        Stop when the potentials move less than ``tol * reg``.
+        Updates at the final ε after the scaling stages (all of them when ``tol`` is None).
+    tol : float or None
+        ``None`` (default, for training loops): a fixed number of updates, no host
+        synchronisation and no convergence warning.  A float: stop when the
+        potentials move less than ``tol * reg`` (checked every 5 updates).
     warn : bool
-        Emit :class:`~geoalign._warnings.ConvergenceWarning` when ``tol`` is not met.
+        Emit :class:`~geoalign._warnings.ConvergenceWarning` when ``tol`` is given and not met.
+
+    Notes
+    -----
+    Speed: costs :math:`C/\varepsilon` enter through precomputed kernels
+    :math:`e^{-C/\varepsilon}` per ε stage (matrix-vector products, potentials
+    shifted by their maximum) when the cost range is below 0.3 of the
+    floating exponent range (``diameter/reg <= 26`` in float32), else through
+    log-sum-exp; a non-finite result of the kernel path is redone in the log
+    domain.  Measured with the defaults on X, Y of shape (256, 64) on the unit
+    sphere, float32, one CPU thread, forward + backward: 8–13 ms at reg = 0.05
+    (relative error 2e-7 against the converged float64 value), ~50 ms at
+    reg = 0.01 (log path; relative error 7e-5).  See benchmarks/bench_divergence.py.
 
     Returns
     -------
@@ -112,11 +192,14 @@ def sinkhorn_divergence(X, Y, reg, a=None, b=None, p=2, scaling=0.9, max_iter=20
     p = check_positive_scalar(p, "p")
     if p < 1:
         raise ValueError(f"p must be >= 1, got {p}")
+    if scaling is None:
+        scaling = 0.7 if tol is None else 0.9
     scaling = check_positive_scalar(scaling, "scaling")
     if scaling >= 1:
         raise ValueError(f"scaling must be in (0, 1), got {scaling}")
     max_iter = check_int(max_iter, "max_iter", minimum=0)
-    tol = check_nonnegative_scalar(tol, "tol")
+    if tol is not None:
+        tol = check_nonnegative_scalar(tol, "tol")
     X = check_array(X, "X", ndim=(2, 3), allow_empty=False)
     Y = check_array(Y, "Y", ndim=(2, 3), allow_empty=False)
     if X.ndim != Y.ndim or X.shape[-1] != Y.shape[-1] or (X.ndim == 3 and X.shape[0] != Y.shape[0]):
@@ -140,7 +223,6 @@ def sinkhorn_divergence(X, Y, reg, a=None, b=None, p=2, scaling=0.9, max_iter=20
     Xd, Yd = Xt.detach(), Yt.detach()
     with torch.no_grad():
         Cxy = _common.pairwise_cost(Xd, Yd, p)
-        Cyx = Cxy.transpose(1, 2)
         Cxx = _common.pairwise_cost(Xd, Xd, p)
         Cyy = _common.pairwise_cost(Yd, Yd, p)
         diameter = float(torch.stack([Cxy.max(), Cxx.max(), Cyy.max()]).max())
@@ -150,36 +232,15 @@ def sinkhorn_divergence(X, Y, reg, a=None, b=None, p=2, scaling=0.9, max_iter=20
             schedule.append(e)
             e *= scaling
         schedule.append(eps)
-
-        e0 = schedule[0]
-        f_ab, g_ab = _softmin(e0, Cxy, logb), _softmin(e0, Cyx, loga)
-        f_aa, g_bb = _softmin(e0, Cxx, loga), _softmin(e0, Cyy, logb)
-        n_iter = 0
-        for e in schedule:  # one symmetric, averaged update per eps (GeomLoss)
-            ft_ab = _softmin(e, Cxy, logb + g_ab / e)
-            gt_ab = _softmin(e, Cyx, loga + f_ab / e)
-            ft_aa = _softmin(e, Cxx, loga + f_aa / e)
-            gt_bb = _softmin(e, Cyy, logb + g_bb / e)
-            f_ab, g_ab = 0.5 * (f_ab + ft_ab), 0.5 * (g_ab + gt_ab)
-            f_aa, g_bb = 0.5 * (f_aa + ft_aa), 0.5 * (g_bb + gt_bb)
-            n_iter += 1
-        converged = False
-        change = float("inf")
-        for it in range(max_iter):  # converge at the target eps
-            f_new = _softmin(eps, Cxy, logb + g_ab / eps)
-            g_new = _softmin(eps, Cyx, loga + f_new / eps)
-            faa_new = 0.5 * (f_aa + _softmin(eps, Cxx, loga + f_aa / eps))
-            gbb_new = 0.5 * (g_bb + _softmin(eps, Cyy, logb + g_bb / eps))
-            deltas = torch.stack([(f_new - f_ab).abs().max(), (g_new - g_ab).abs().max(),
-                                  (faa_new - f_aa).abs().max(), (gbb_new - g_bb).abs().max()])
-            f_ab, g_ab, f_aa, g_bb = f_new, g_new, faa_new, gbb_new
-            n_iter += 1
-            if it % 5 == 4 or it == max_iter - 1:  # host sync every 5 updates
-                change = float(deltas.max())
-                if change <= tol * eps:
-                    converged = True
-                    break
-    if warn and not converged:
+        # The kernel (non-log) path is exact up to rounding while exp(-C/eps) and the
+        # potential ranges stay far from the exponent limits: a cost range well below
+        # a third of the exponent range (|log tiny|).
+        use_kernel = diameter / eps <= _KERNEL_RANGE * -math.log(torch.finfo(dtype).tiny)
+        state = _iterate(Cxy, Cxx, Cyy, loga, logb, schedule, eps, max_iter, tol, use_kernel)
+        if use_kernel and not all(bool(torch.isfinite(t).all()) for t in state[:4]):
+            state = _iterate(Cxy, Cxx, Cyy, loga, logb, schedule, eps, max_iter, tol, False)
+        f_ab, g_ab, f_aa, g_bb, n_iter, converged, change = state
+    if warn and tol is not None and not converged:
         warnings.warn(f"sinkhorn_divergence did not converge: potentials still move by "
                       f"{change:.3g} > tol*reg after {n_iter} updates; raise max_iter or reg",
                       ConvergenceWarning, stacklevel=2)

@@ -1,0 +1,145 @@
+r"""Entropic free-support barycentre: annealed, warm-started fixed point (internal).
+
+The fixed point :math:`X \leftarrow \sum_k w_k \operatorname{diag}(q)^{-1} P_k Y_k`
+needs a transport plan :math:`P_k` per update, but the support moves little
+between two updates, so a *converged* Sinkhorn solve per update is wasted work.
+Here the dual potentials :math:`\beta_k` (one per measure, on its points) are
+carried from update to update and only a few Sinkhorn iterations are done per
+update; the plans and the support converge together.
+
+Per update, for all :math:`K` measures in one batch:
+
+1. Kernel with the potentials absorbed and each row normalised by its maximum,
+   :math:`\tilde K_{ij} = \exp(Z_{ij} - \max_l Z_{il})`,
+   :math:`Z_{ij} = (\beta_j - \|y_j\|^2 + 2\langle x_i, y_j\rangle)/\varepsilon`
+   (one batched GEMM and one exponential; :math:`\|x_i\|^2` cancels in the row
+   normalisation).  Entries below a floor are raised to the floor: no
+   subnormal numbers (slow on x86) and no column can be left without mass.
+2. ``inner`` scaling iterations :math:`v = b / \tilde K^\top u`, :math:`u = q / \tilde K v`
+   (rows exact), absorbed into :math:`\beta` when the scalings leave
+   :math:`[e^{-\tau}, e^{\tau}]`; a non-finite scaling rolls back to exact
+   log-sum-exp iterations.
+3. Barycentric map :math:`x_i \leftarrow \sum_k w_k (\tilde K_k (v_k \odot Y_k))_i / (\tilde K_k v_k)_i`.
+
+ε is annealed geometrically from ``eps_start`` down to ``reg`` (one update per
+stage), which also lets the support find its arrangement at a coarse scale
+before the plans sharpen.  At the target ε the loop stops when the squared
+displacement is below ``tol`` or the transport cost
+:math:`\sum_k w_k\langle C_k, P_k\rangle` changes by less than ``rtol`` (relative).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._sinkhorn import _exact_iterations
+
+__all__: list[str] = []
+
+
+def _cost(X, Ys):
+    """Squared distances [K, s, n] between X [s, d] and every cloud Ys [K, n, d]."""
+    sq = (X * X).sum(-1)[None, :, None] + (Ys * Ys).sum(-1)[:, None, :] - 2 * X @ Ys.transpose(1, 2)
+    return sq.clamp_min(0)
+
+
+def entropic_fixed_point(X, Ys, b, q, w, reg, *, max_iter, tol, rtol, inner, inner_tol,
+                         eps_start, eps_scaling, check_every=5, bar=None, omega=1.0):
+    r"""Run the annealed fixed point; returns ``(X, value, n_iter, converged, shift)``.
+
+    Shapes: ``X`` [s, d], ``Ys`` [K, n, d] (padded), ``b`` [K, n] (zero mass on
+    padding), ``q`` [s], ``w`` [K].  ``value`` is :math:`\sum_k w_k \langle
+    \|X - Y_k\|^2, P_k\rangle` for the final support and the last plans.
+    """
+    K, n, d = Ys.shape
+    s = X.shape[0]
+    dtype = X.dtype
+    finfo = torch.finfo(dtype)
+    tau = 0.125 * math.log(finfo.max)
+    log_floor = math.log(finfo.tiny) + 2 * tau  # kernel floor, well above the subnormals
+    ysq = (Ys * Ys).sum(-1)
+    Yt = Ys.transpose(1, 2)
+    qc = q[None, :, None].expand(K, s, 1)
+    bc = b[:, :, None]
+    logq = torch.log(q)[None].expand(K, s)
+    logb = torch.log(b)
+    beta = torch.where(b > 0, torch.zeros_like(b), torch.full_like(b, -math.inf))
+    Z = torch.empty(K, s, n, dtype=dtype, device=X.device)
+
+    def kernel(beta, eps):
+        torch.baddbmm(((beta - ysq) / eps)[:, None, :], X.expand(K, s, d), Yt, alpha=2 / eps, out=Z)
+        Z.sub_(Z.amax(2, keepdim=True))
+        return Z.clamp_min_(log_floor).exp_()
+
+    def exact(beta, eps):
+        # Log-domain iterations from the current beta (always finite): the rare rescue path.
+        C = _cost(X, Ys)
+        alpha = eps * logq - eps * torch.logsumexp((beta[:, None, :] - C) / eps, dim=2)
+        alpha, beta = _exact_iterations(alpha, beta, C, eps, logq, logb, 2)
+        return beta
+
+    eps = reg if eps_start is None else max(reg, eps_start)
+    prev = math.inf
+    converged, shift, value = False, math.inf, math.inf
+    n_iter = 0
+    for _ in range(max_iter):
+        Kk = kernel(beta, eps)
+        u = qc / Kk.sum(2, keepdim=True)
+        v = torch.ones_like(bc)
+        done = 0
+        err = math.inf
+        while done < inner:
+            k = min(check_every, inner - done)
+            for _ in range(k):
+                if omega == 1:
+                    v = bc / (Kk.transpose(1, 2) @ u)
+                    u = qc / (Kk @ v)
+                else:  # over-relaxed Sinkhorn (Thibault et al. 2017): geometric extrapolation
+                    v = v.pow(1 - omega) * (bc / (Kk.transpose(1, 2) @ u)).pow(omega)
+                    v = torch.nan_to_num(v, nan=0.0)  # zero-mass padding: 0^(1-omega) * 0
+                    u = u.pow(1 - omega) * (qc / (Kk @ v)).pow(omega)
+            done += k
+            lv = torch.log(v).masked_fill_(bc == 0, 0)
+            lu = torch.log(u)
+            col = v * (Kk.transpose(1, 2) @ u)
+            stats = torch.stack([
+                (~torch.isfinite(lv)).any().to(dtype) + (~torch.isfinite(lu)).any().to(dtype),
+                lv.abs().max(),  # u = q / (K v) is recomputed from the kernel: only v is absorbed
+                (col - bc).abs().sum(1).max(),
+            ]).tolist()  # one host synchronisation per block
+            if stats[0]:
+                beta = exact(beta, eps)
+            elif stats[1] > tau:
+                beta = beta + eps * lv[..., 0]
+            else:
+                err = stats[2]
+                if err <= inner_tol:
+                    break
+                continue
+            Kk = kernel(beta, eps)
+            u = qc / Kk.sum(2, keepdim=True)
+            v = torch.ones_like(bc)
+        beta = beta + eps * torch.log(v[..., 0])
+        # Barycentric map and the cost of the current plans (P = u K v), all from K.
+        PY = u * (Kk @ (v * Ys))  # [K, s, d] = sum_j P_ij y_j
+        col = (v * (Kk.transpose(1, 2) @ u))[..., 0]
+        X_new = torch.einsum("k,ksd->sd", w, PY) / q[:, None]
+        plan_y = (col * ysq).sum(1)
+        cost = lambda Xc: (w * ((q * (Xc * Xc).sum(1)).sum() + plan_y
+                                - 2 * (Xc[None] * PY).sum((1, 2)))).sum()
+        obj, value_t, shift_t = torch.stack([cost(X), cost(X_new),
+                                             ((X_new - X) ** 2).sum()]).tolist()
+        X = X_new
+        value, shift = value_t, shift_t
+        n_iter += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(eps=f"{eps:.3g}", cost=f"{obj:.6g}")
+        if eps <= reg and err <= inner_tol:
+            if shift < tol or abs(prev - obj) <= rtol * abs(obj):
+                converged = True
+                break
+        prev = obj if eps <= reg else math.inf
+        eps = max(reg, eps * eps_scaling)
+    return X, value, n_iter, converged, shift
