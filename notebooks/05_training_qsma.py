@@ -45,6 +45,8 @@ QUICK = os.environ.get("GEOALIGN_QUICK") == "1"
 EPOCHS = 12 if QUICK else 80
 N_TRAIN = 1500 if QUICK else 8000
 QUIET = {"progress": False}
+if QUICK:
+    torch.set_num_threads(1)   # small models on busy shared cores: one thread avoids oversubscription
 print("QUICK =", QUICK)
 
 # %% [markdown]

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
 from geoalign import (CCA, ESZSL, LinearContrastive, PlantedAlignment, RandomProjection, calibrated_stacking,
                       evaluate_gzsl, load_digits_two_view, load_xlsa17, per_class_accuracy, retrieval_metrics,
@@ -43,6 +44,8 @@ QUICK = os.environ.get("GEOALIGN_QUICK") == "1"
 EPOCHS = 15 if QUICK else 150
 PUB_EPOCHS = 4 if QUICK else 100      # the published models cost more per epoch
 QUIET = {"progress": False}
+if QUICK:
+    torch.set_num_threads(1)   # small models on busy shared cores: one thread avoids oversubscription
 rng = np.random.default_rng(0)
 print("QUICK =", QUICK)
 
