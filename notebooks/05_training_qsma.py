@@ -152,7 +152,7 @@ plt.show()
 
 # %%
 split = train.zero_shot_split(unseen_classes=4, random_state=0)
-zs = QSMA(dim=16, hidden=64, max_epochs=EPOCHS, batch_size=256, lr=3e-3, random_state=0, dtype="float64",
+zs = QSMA(dim=16, hidden=64, max_epochs=EPOCHS, batch_size=256, lr=3e-3, random_state=0,
           trainer_options=QUIET).fit(split.seen.U, split.seen.V, split.seen.labels)
 test_split = test.zero_shot_split(unseen_classes=split.unseen_classes)
 support = split.unseen                                  # view-b examples of the unseen classes (from training draw)
