@@ -18,3 +18,14 @@ def test_readme_tour_runs(capsys):
     code = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[0]
     exec(compile(code, "README-tour", "exec"), {})
     assert capsys.readouterr().out.strip()
+
+
+def test_readme_images_are_generated_figures():
+    from geoalign.figures import load_all
+
+    names = set(load_all())
+    images = re.findall(r"!\[[^\]]*\]\((figures/[^)]+)\)", README.read_text())
+    assert images
+    for img in images:
+        assert Path(img).stem in names, f"README shows {img}, which geoalign figures does not make"
+        assert (README.parent / img).exists(), f"{img} is not committed"
