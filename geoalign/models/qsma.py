@@ -503,10 +503,13 @@ class QSMAModule(nn.Module):
             if self.latent == "sphere" and 2.0 / self.ot_reg <= limit:
                 kernel = torch.exp(cost / -self.ot_reg)
                 n, m = kernel.shape
+                # uniform marginals folded into the kernels: v = b / K^T u = 1 / (m K^T u)
+                k_row, k_col = kernel * n, (kernel * m).T.contiguous()
                 u = torch.ones(n, dtype=cost.dtype, device=cost.device)
-                for _ in range(self.sinkhorn_iters):
-                    v = torch.mv(kernel.T, u).mul_(m).reciprocal_()
-                    u = torch.mv(kernel, v).mul_(n).reciprocal_()
+                v = torch.empty(m, dtype=cost.dtype, device=cost.device)
+                for _ in range(self.sinkhorn_iters):  # 4 small ops per iteration, no host sync
+                    torch.reciprocal(torch.mv(k_col, u, out=v), out=v)
+                    torch.reciprocal(torch.mv(k_row, v, out=u), out=u)
                 plan = u[:, None] * kernel * v[None, :]
             else:
                 plan = sinkhorn(None, None, cost, reg=self.ot_reg, max_iter=self.sinkhorn_iters,
