@@ -7,10 +7,15 @@ mean and a log-variance head,
 .. math:: (\mu^m_i, \log\sigma^{m\,2}_i) = \mathrm{heads}_m(\mathrm{enc}_m(x^m_i)),
           \qquad \mu, \sigma \in \mathbb{R}^d .
 
-**Quasi-stochastic samples.**  With scrambled Sobol points
-:math:`u_{ik} \in (0, 1)^d` (a fresh scramble every step, one block of :math:`K`
-consecutive points per item, so each item gets its own low-discrepancy net when
-:math:`K` is a power of two) and :math:`\Phi^{-1}` the standard normal quantile,
+**Quasi-stochastic samples.**  One Owen-scrambled Sobol net of :math:`K`
+points in :math:`(0, 1)^d` is built with the module; at every step each item
+(of each view) gets its own uniform random *digital shift* :math:`s_i` of it,
+:math:`u_{ik} = v_k \oplus s_i` (bitwise XOR).  A digital shift maps a
+:math:`(t, m, d)`-net onto a :math:`(t, m, d)`-net and makes every point
+uniform, so each item still gets its own randomised low-discrepancy set (when
+:math:`K = 2^m`, every coordinate hits each of the :math:`K` strata once)
+without constructing a Sobol engine per step.  With :math:`\Phi^{-1}` the
+standard normal quantile,
 
 .. math:: z^m_{ik} = \pi\bigl(\mu^m_i + \sigma^m_i \odot \Phi^{-1}(u_{ik})\bigr),
           \qquad k = 1..K,
@@ -36,8 +41,9 @@ shared embedding used at inference is the deterministic :math:`\bar z^m_i =
   :math:`s = 1/\tau` clamped to :math:`[1/\tau_{\max}, 1/\tau_{\min}]`; with
   labels, every same-class pair is a positive (soft targets).
 * *Alignment* :math:`\mathcal W`: between the two batch distributions, either
-  the squared sliced Wasserstein distance :math:`\mathrm{SW}_2^2` with scrambled
-  Sobol directions (``alignment="sliced"``, default: cheap) or the debiased
+  the squared sliced Wasserstein distance :math:`\mathrm{SW}_2^2` with Sobol
+  directions (a cached scrambled net, digitally shifted every step, through
+  :math:`\Phi^{-1}` and normalised; ``alignment="sliced"``, default: cheap) or the debiased
   Sinkhorn divergence :math:`S_\varepsilon` (``alignment="sinkhorn"``), both
   from :mod:`geoalign.ot` and differentiable.
 * *Barycentric projection* :math:`\mathcal B`: an entropic plan :math:`P`
@@ -45,7 +51,9 @@ shared embedding used at inference is the deterministic :math:`\bar z^m_i =
   or the squared hyperbolic distance; no gradient through :math:`P`) gives the
   barycentric images :math:`T(\bar z^a_i) = \pi_M(\sum_j P_{ij}\bar z^b_j /
   \sum_j P_{ij})` (:math:`\pi_M` = projection onto the manifold) and likewise
-  for :math:`b`; each point is pulled towards the geodesic midpoint
+  for :math:`b` (on the sphere with :math:`2/\varepsilon` moderate, Sinkhorn runs
+  in its scaling form, which gives the same iterates as the log domain at two
+  mat-vecs per iteration); each point is pulled towards the geodesic midpoint
   :math:`m_i = \gamma_{\bar z^a_i \to T(\bar z^a_i)}(1/2)` held fixed:
   :math:`\mathcal B = \frac12\bigl(\overline{\|\bar z^a_i - m^a_i\|^2} +
   \overline{\|\bar z^b_j - m^b_j\|^2}\bigr)` (squared chordal distance: smooth
