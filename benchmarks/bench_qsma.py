@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,7 +38,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small size")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     if args.quick:
         n, d, size, epochs = 1024, 128, dict(dim=32, hidden=256, n_layers=2), 2
     else:
@@ -60,7 +63,8 @@ def main(argv=None) -> int:
         for name, extra in variants.items():
             best[name] = max(best[name], _throughput(X_a, X_b, size, extra, epochs))
     anchor = best["plain InfoNCE (anchor)"]
-    print(f"n={n}, d_a=d_b={d}, {size}, batch 256, {epochs} epochs, best of {args.repeats}")
+    print(f"n={n}, d_a=d_b={d}, {size}, batch 256, {epochs} epochs, best of {args.repeats} "
+          f"interleaved repeats, {torch.get_num_threads()} torch thread(s)")
     for name, sps in best.items():
         print(f"{name:40s} {sps:10.0f} samples/s   time ratio vs anchor {anchor / sps:5.2f}x")
     return 0

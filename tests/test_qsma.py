@@ -9,8 +9,9 @@ from geoalign.data.planted import PlantedAlignment
 from geoalign.manifolds import Sphere
 from geoalign.models.base import AlignmentEstimator, get_model_class
 from geoalign.data.digits import digits_training_source
-from geoalign.models.qsma import (QSMA, HierarchicalAttentionEncoder, kl_to_standard_normal,
-                                  sobol_normal)
+from geoalign.models.qsma import (QSMA, HierarchicalAttentionEncoder, batched_symmetric_info_nce,
+                                  digitally_shifted_normal, kl_to_standard_normal,
+                                  scrambled_sobol_bits, sobol_normal)
 
 FAST = dict(dim=8, hidden=32, n_layers=1, max_epochs=3, batch_size=64, random_state=0,
             trainer_options={"progress": False})
@@ -25,17 +26,57 @@ def planted():
 
 
 # ---------------------------------------------------------------- sampling and KL
-def test_sobol_normal_is_stratified_per_item():
+def test_sobol_normal_is_a_shifted_net_per_item():
     eps = sobol_normal(5, 8, 3, seed=7, dtype=torch.float64)
     assert eps.shape == (5, 8, 3)
     u = torch.special.ndtr(eps)
-    # each item's 8 points form a (0, 3, s)-net: every coordinate hits each 1/8 stratum once
-    strata = torch.floor(u * 8).long()
+    # each item's 8 points form a (t, 3, 3)-net: every coordinate hits each 1/8 stratum once,
+    # and Sobol's first two coordinates form a (0, 3, 2)-net: each of the 1/2 x 1/4, 1/4 x 1/2,
+    # ... elementary boxes of area 1/8 holds exactly one point
     for i in range(5):
         for j in range(3):
-            assert sorted(strata[i, :, j].tolist()) == list(range(8))
+            assert sorted(torch.floor(u[i, :, j] * 8).long().tolist()) == list(range(8))
+        for k in range(4):
+            boxes = torch.floor(u[i, :, 0] * 2 ** k).long() * 2 ** (3 - k) + \
+                torch.floor(u[i, :, 1] * 2 ** (3 - k)).long()
+            assert sorted(boxes.tolist()) == list(range(8))
+    # items are shifted differently (not one point set repeated), reproducibly per seed
+    assert not torch.allclose(eps[0], eps[1])
     assert torch.equal(eps, sobol_normal(5, 8, 3, seed=7, dtype=torch.float64))
     assert not torch.equal(eps, sobol_normal(5, 8, 3, seed=8, dtype=torch.float64))
+
+
+def test_digital_shift_gives_uniform_points_and_exact_quantiles():
+    bits = scrambled_sobol_bits(16, 2, seed=3)
+    gen = torch.Generator().manual_seed(0)
+    shifts = torch.randint(0, 2 ** 30, (4000, 2), generator=gen)
+    eps = digitally_shifted_normal(bits, shifts, torch.float64)
+    assert eps.shape == (16, 4000, 2) and torch.isfinite(eps).all()
+    # the quantile map is Phi^{-1} of the shifted point (cell centre at 23 bits)
+    u = (((bits[:, None] ^ shifts[None]) >> 7).double() + 0.5) / 2 ** 23
+    assert torch.allclose(eps, torch.special.ndtri(u), atol=1e-10)
+    # randomisation: each point, over random shifts, is uniform on (0, 1) (KS test)
+    from scipy import stats
+
+    for k in (0, 5):
+        assert stats.kstest(u[k, :, 0].numpy(), "uniform").pvalue > 1e-3
+    # float32 path: finite (never Phi^{-1}(0) or Phi^{-1}(1)) and close to float64
+    e32 = digitally_shifted_normal(bits, shifts, torch.float32)
+    assert e32.dtype == torch.float32 and torch.allclose(e32.double(), eps, atol=1e-4)
+
+
+def test_batched_info_nce_matches_cross_entropy_and_gradient(rng):
+    from geoalign.models.contrastive import symmetric_info_nce
+
+    L = torch.tensor(3 * rng.normal(size=(4, 10, 10)), requires_grad=True)
+    y = torch.as_tensor(rng.integers(0, 3, size=10))
+    for lab in (None, y):
+        got = batched_symmetric_info_nce(L, lab)
+        (g_got,) = torch.autograd.grad(got, L)
+        ref = torch.stack([symmetric_info_nce(L[k], lab) for k in range(4)]).mean()
+        (g_ref,) = torch.autograd.grad(ref, L)
+        assert torch.allclose(got, ref, atol=1e-12) and torch.allclose(g_got, g_ref, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: batched_symmetric_info_nce(t, y), (L,))
 
 
 def test_kl_matches_torch_distributions(rng):
@@ -120,6 +161,38 @@ def test_barycentric_midpoints_match_sphere_geodesic(rng):
     img = sphere.projx((plan @ b) / plan.sum(1, keepdim=True))
     assert torch.allclose(sphere.dist(a, mid_a), sphere.dist(mid_a, img), atol=1e-6)
     assert torch.allclose(2 * sphere.dist(a, mid_a), sphere.dist(a, img), atol=1e-6)
+
+
+def test_sliced_term_is_mean_1d_w2_over_its_directions(rng):
+    import ot
+
+    mod, _, _ = _module(rng.normal(size=(10, 4)), rng.normal(size=(10, 4)), dim=5)
+    sphere = Sphere(5)
+    a = torch.as_tensor(sphere.random(40, seed=3))
+    b = torch.as_tensor(sphere.random(40, seed=4))
+    torch.manual_seed(5)
+    got = mod._alignment(a, b)
+    torch.manual_seed(5)
+    theta = mod.sliced_directions()
+    assert theta.shape == (64, 5) and torch.allclose(theta.norm(dim=1), torch.ones(64, dtype=theta.dtype))
+    ref = np.mean([ot.wasserstein_1d((a @ t).numpy(), (b @ t).numpy(), p=2) for t in theta])
+    assert abs(float(got) - ref) < 1e-10
+    # a fresh digital shift every step: different directions, same cached net
+    assert not torch.allclose(theta, mod.sliced_directions())
+
+
+@pytest.mark.parametrize("reg", [0.05, 0.2])
+def test_scaling_sinkhorn_plan_matches_log_domain(reg):
+    from geoalign.ot import sinkhorn
+
+    sphere = Sphere(6)
+    a = torch.as_tensor(sphere.random(30, seed=1))
+    b = torch.as_tensor(sphere.random(25, seed=2))
+    mod, _, _ = _module(np.zeros((10, 4)) + np.arange(4), np.ones((10, 4)) * np.arange(4), dim=6,
+                        ot_reg=reg, sinkhorn_iters=40)
+    _, _, plan = mod.barycentric_midpoints(a, b)
+    ref = sinkhorn(None, None, 1.0 - a @ b.T, reg=reg, max_iter=40, tol=0.0, warn=False).plan
+    assert torch.allclose(plan, ref, atol=1e-9, rtol=1e-6)
 
 
 # ---------------------------------------------------------------- estimator API

@@ -7,10 +7,15 @@ mean and a log-variance head,
 .. math:: (\mu^m_i, \log\sigma^{m\,2}_i) = \mathrm{heads}_m(\mathrm{enc}_m(x^m_i)),
           \qquad \mu, \sigma \in \mathbb{R}^d .
 
-**Quasi-stochastic samples.**  With scrambled Sobol points
-:math:`u_{ik} \in (0, 1)^d` (a fresh scramble every step, one block of :math:`K`
-consecutive points per item, so each item gets its own low-discrepancy net when
-:math:`K` is a power of two) and :math:`\Phi^{-1}` the standard normal quantile,
+**Quasi-stochastic samples.**  One Owen-scrambled Sobol net of :math:`K`
+points in :math:`(0, 1)^d` is built with the module; at every step each item
+(of each view) gets its own uniform random *digital shift* :math:`s_i` of it,
+:math:`u_{ik} = v_k \oplus s_i` (bitwise XOR).  A digital shift maps a
+:math:`(t, m, d)`-net onto a :math:`(t, m, d)`-net and makes every point
+uniform, so each item still gets its own randomised low-discrepancy set (when
+:math:`K = 2^m`, every coordinate hits each of the :math:`K` strata once)
+without constructing a Sobol engine per step.  With :math:`\Phi^{-1}` the
+standard normal quantile,
 
 .. math:: z^m_{ik} = \pi\bigl(\mu^m_i + \sigma^m_i \odot \Phi^{-1}(u_{ik})\bigr),
           \qquad k = 1..K,
@@ -36,8 +41,9 @@ shared embedding used at inference is the deterministic :math:`\bar z^m_i =
   :math:`s = 1/\tau` clamped to :math:`[1/\tau_{\max}, 1/\tau_{\min}]`; with
   labels, every same-class pair is a positive (soft targets).
 * *Alignment* :math:`\mathcal W`: between the two batch distributions, either
-  the squared sliced Wasserstein distance :math:`\mathrm{SW}_2^2` with scrambled
-  Sobol directions (``alignment="sliced"``, default: cheap) or the debiased
+  the squared sliced Wasserstein distance :math:`\mathrm{SW}_2^2` with Sobol
+  directions (a cached scrambled net, digitally shifted every step, through
+  :math:`\Phi^{-1}` and normalised; ``alignment="sliced"``, default: cheap) or the debiased
   Sinkhorn divergence :math:`S_\varepsilon` (``alignment="sinkhorn"``), both
   from :mod:`geoalign.ot` and differentiable.
 * *Barycentric projection* :math:`\mathcal B`: an entropic plan :math:`P`
@@ -45,7 +51,9 @@ shared embedding used at inference is the deterministic :math:`\bar z^m_i =
   or the squared hyperbolic distance; no gradient through :math:`P`) gives the
   barycentric images :math:`T(\bar z^a_i) = \pi_M(\sum_j P_{ij}\bar z^b_j /
   \sum_j P_{ij})` (:math:`\pi_M` = projection onto the manifold) and likewise
-  for :math:`b`; each point is pulled towards the geodesic midpoint
+  for :math:`b` (on the sphere with :math:`2/\varepsilon` moderate, Sinkhorn runs
+  in its scaling form, which gives the same iterates as the log domain at two
+  mat-vecs per iteration); each point is pulled towards the geodesic midpoint
   :math:`m_i = \gamma_{\bar z^a_i \to T(\bar z^a_i)}(1/2)` held fixed:
   :math:`\mathcal B = \frac12\bigl(\overline{\|\bar z^a_i - m^a_i\|^2} +
   \overline{\|\bar z^b_j - m^b_j\|^2}\bigr)` (squared chordal distance: smooth
@@ -91,6 +99,9 @@ __all__ = [
     "HierarchicalAttentionEncoder",
     "AttentionPool",
     "sobol_normal",
+    "scrambled_sobol_bits",
+    "digitally_shifted_normal",
+    "batched_symmetric_info_nce",
     "kl_to_standard_normal",
 ]
 
@@ -101,28 +112,131 @@ _LOGVAR_RANGE = (-10.0, 6.0)  # keeps sigma in [7e-3, 20]: no overflow of exp, n
 
 
 # ----------------------------------------------------------------------------- sampling
+_SOBOL_BITS = 30  # torch's SobolEngine produces multiples of 2^-30 (exact in float64)
+_UNIFORM_BITS = 23  # (b + 1/2) 2^-23 and 2u - 1 are exact in float32, and never 0 or 1
+
+
+def scrambled_sobol_bits(n_points: int, dim: int, seed: int) -> torch.Tensor:
+    r"""The first ``n_points`` Owen-scrambled Sobol points as 30-bit integers.
+
+    Returns
+    -------
+    bits : int64 tensor, shape=[n_points, dim]
+        Point ``k`` is :math:`u_k = \mathrm{bits}_k / 2^{30}`; with ``n_points = 2^m``
+        the set is a :math:`(t, m, d)`-net in base 2.
+    """
+    engine = torch.quasirandom.SobolEngine(dim, scramble=True, seed=int(seed))
+    return (engine.draw(n_points, dtype=torch.float64) * 2 ** _SOBOL_BITS).to(torch.int64)
+
+
+def digitally_shifted_normal(bits: torch.Tensor, shifts: torch.Tensor,
+                             dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    r"""Normal quantiles :math:`\Phi^{-1}(u)` of digitally shifted copies of a point set.
+
+    Copy ``i`` of the points is :math:`u_{ki} = (\mathrm{bits}_k \oplus s_i) / 2^{30}`
+    (:math:`\oplus` = bitwise XOR per coordinate), truncated to 23 bits and moved
+    to the centre of its cell.  A digital shift maps every elementary interval
+    onto another one, so each copy of a :math:`(t, m, d)`-net is again a
+    :math:`(t, m, d)`-net, and with :math:`s_i` uniform each point is uniform:
+    a randomised QMC point set per copy at the cost of one XOR, no engine.
+
+    Parameters
+    ----------
+    bits : int64 tensor, shape=[K, d]
+        From :func:`scrambled_sobol_bits`.
+    shifts : int64 tensor, shape=[n, d]
+        One shift per copy, uniform in :math:`[0, 2^{30})`.
+
+    Returns
+    -------
+    eps : tensor, shape=[K, n, d]
+        :math:`\Phi^{-1}(u) = \sqrt2\,\mathrm{erfinv}(2u - 1)` (erfinv is vectorised,
+        several times faster than ``ndtri`` on the CPU).
+    """
+    b = (bits[:, None, :] ^ shifts[None]) >> (_SOBOL_BITS - _UNIFORM_BITS)
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    two_u_minus_1 = (2 * b + 1).to(work) * 2.0 ** -_UNIFORM_BITS - 1.0
+    return (math.sqrt(2.0) * torch.erfinv(two_u_minus_1)).to(dtype)
+
+
+def random_shifts(n: int, dim: int, device=None, generator: torch.Generator | None = None):
+    """``n`` uniform digital shifts in :math:`[0, 2^{30})^{dim}` (torch's generator unless given)."""
+    return torch.randint(0, 2 ** _SOBOL_BITS, (n, dim), device=device, generator=generator)
+
+
 def sobol_normal(n: int, n_samples: int, dim: int, seed: int, device=None,
                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    r"""Quasi-random standard normal draws :math:`\Phi^{-1}(u)` from scrambled Sobol points.
+    r"""Quasi-random standard normal draws: one digitally shifted scrambled Sobol net per item.
 
     Parameters
     ----------
     n, n_samples, dim : int
         Items, samples per item (:math:`K`, best a power of two) and dimension.
     seed : int
-        Seed of the Owen scramble.
+        Seed of the Owen scramble and of the shifts.
 
     Returns
     -------
     eps : tensor, shape=[n, n_samples, dim]
-        Item ``i`` gets the Sobol points ``i*K .. i*K + K - 1`` (a (t, m, d)-net
-        when ``K = 2^m``), mapped through the normal quantile.
+        Item ``i`` gets the first ``K`` scrambled Sobol points, digitally shifted
+        by its own random shift (:func:`digitally_shifted_normal`), so with
+        ``K = 2^m`` every item's points form a :math:`(t, m, d)`-net: each
+        coordinate hits each of the ``K`` strata of :math:`(0, 1)` exactly once.
     """
-    engine = torch.quasirandom.SobolEngine(dim, scramble=True, seed=int(seed))
-    u = engine.draw(n * n_samples, dtype=torch.float64)
-    # clamp: a scrambled point can be exactly 0, where the quantile is -inf
-    z = torch.special.ndtri(u.clamp(1e-7, 1 - 1e-7))
-    return z.reshape(n, n_samples, dim).to(device=device, dtype=dtype)
+    bits = scrambled_sobol_bits(n_samples, dim, seed)
+    gen = torch.Generator().manual_seed(int(seed))
+    eps = digitally_shifted_normal(bits, random_shifts(n, dim, generator=gen), dtype)
+    return eps.transpose(0, 1).to(device=device)
+
+
+class _SymmetricInfoNCE(torch.autograd.Function):
+    """Fused forward/backward of :func:`batched_symmetric_info_nce` (see there)."""
+
+    @staticmethod
+    def forward(ctx, logits, target):
+        K, B, _ = logits.shape
+        p_row = torch.softmax(logits, dim=-1)
+        p_col = torch.softmax(logits, dim=-2)
+        # log-sum-exp from the softmax diagonal: lse_i = L_ii - log P_ii (no extra exp pass)
+        diag = logits.diagonal(dim1=-2, dim2=-1)
+        lse_row = diag - p_row.diagonal(dim1=-2, dim2=-1).log()
+        lse_col = diag - p_col.diagonal(dim1=-2, dim2=-1).log()
+        # soft targets sum to 1 per row and are symmetric (same-class mask / class count)
+        fit = diag.sum() if target is None else (logits * target).sum()
+        loss = 0.5 * (lse_row.sum() + lse_col.sum() - 2 * fit) / (K * B)
+        ctx.save_for_backward(p_row, p_col, target)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        p_row, p_col, target = ctx.saved_tensors
+        K, B, _ = p_row.shape
+        g = p_row + p_col  # not in place: a retained graph may call backward again
+        if target is None:
+            g.diagonal(dim1=-2, dim2=-1).sub_(2.0)
+        else:
+            g.sub_(2.0 * target)
+        return g.mul_(grad * (0.5 / (K * B))), None
+
+
+def batched_symmetric_info_nce(logits: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Mean symmetric InfoNCE of ``K`` problems, ``logits : shape=[K, B, B]`` (positives on the diagonal).
+
+    .. math:: \mathcal L = \frac{1}{2KB}\sum_{k,i}\Big[\mathrm{lse}_j L_{kij}
+              + \mathrm{lse}_j L_{kji} - 2\sum_j T_{ij} L_{kij}\Big],
+
+    :math:`T = I`, or with labels ``y : shape=[B]`` the same-class mask divided by
+    the class count (so each row of :math:`T` sums to one).  Equals
+    :func:`geoalign.models.contrastive.symmetric_info_nce` averaged over ``k``, with
+    a fused backward :math:`\partial\mathcal L/\partial L = (P^{\rightarrow} + P^{\downarrow} - 2T)/(2KB)`
+    (row and column softmaxes): two softmax passes forward, one pass backward,
+    and no transposed copy.
+    """
+    target = None
+    if y is not None:
+        same = (y[:, None] == y[None, :]).to(logits.dtype)
+        target = same / same.sum(dim=1, keepdim=True)
+    return _SymmetricInfoNCE.apply(logits, target)
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -301,6 +415,16 @@ class QSMAModule(nn.Module):
         self.lambda_reconstruction = lambda_reconstruction
         self.consistency = consistency  # an nn.Module becomes a submodule (trained with the model)
         self.lambda_consistency = lambda_consistency
+        # One Owen-scrambled Sobol net per use, built once (drawn last so that the weight
+        # initialisation does not depend on it); every step re-randomises it by digital shifts.
+        # Not persistent: rebuilt from the same seed by fit, so exact resume is unaffected.
+        seed = int(torch.randint(0, 2 ** 31 - 2, (1,)))
+        if n_samples > 0:
+            self.register_buffer("sample_net", scrambled_sobol_bits(n_samples, dim, seed),
+                                 persistent=False)
+        if alignment == "sliced":
+            self.register_buffer("direction_net", scrambled_sobol_bits(n_projections, dim, seed + 1),
+                                 persistent=False)
 
     # -- geometry -------------------------------------------------------------------
     def to_manifold(self, v: torch.Tensor) -> torch.Tensor:
@@ -337,26 +461,31 @@ class QSMAModule(nn.Module):
 
     # -- loss terms -----------------------------------------------------------------
     def _contrastive(self, z_a: torch.Tensor, z_b: torch.Tensor, y) -> torch.Tensor:
-        # z: [B, K, d] -> K batched InfoNCE problems of size B x B
-        logits = self.logit_scale() * self.similarity(z_a.transpose(0, 1), z_b.transpose(0, 1))
-        K, B, _ = logits.shape
-        flat_ab = logits.reshape(K * B, B)
-        flat_ba = logits.transpose(1, 2).reshape(K * B, B)
-        if y is None:
-            target = torch.arange(B, device=logits.device).repeat(K)
-            return 0.5 * (F.cross_entropy(flat_ab, target) + F.cross_entropy(flat_ba, target))
-        same = (y[:, None] == y[None, :]).to(logits.dtype)
-        target = (same / same.sum(1, keepdim=True)).repeat(K, 1)
-        return 0.5 * (F.cross_entropy(flat_ab, target) + F.cross_entropy(flat_ba, target))
+        # z: [K, B, d] -> K batched InfoNCE problems of size B x B
+        if self.latent == "sphere":  # scale the [K, B, d] factor, not the [K, B, B] logits
+            logits = torch.bmm(self.logit_scale() * z_a, z_b.transpose(1, 2))
+        else:
+            logits = self.logit_scale() * self.similarity(z_a, z_b)
+        return batched_symmetric_info_nce(logits, y)
+
+    def sliced_directions(self, device=None) -> torch.Tensor:
+        r"""This step's ``n_projections`` unit directions, shape=[L, d]: the cached scrambled
+        Sobol net, digitally shifted (one fresh shift per call), through :math:`\Phi^{-1}`, normalised."""
+        net = self.direction_net
+        eps = digitally_shifted_normal(net, random_shifts(1, self.dim, net.device),
+                                       self.mu_a.weight.dtype)[:, 0]
+        return F.normalize(eps, dim=-1).to(device=device)
 
     def _alignment(self, m_a: torch.Tensor, m_b: torch.Tensor) -> torch.Tensor:
-        from ..ot import sinkhorn_divergence, sliced_wasserstein
+        from ..ot import sinkhorn_divergence
 
         if self.alignment == "sliced":
-            seed = int(torch.randint(0, 2**31 - 1, (1,)))
-            sw = sliced_wasserstein(m_a, m_b, n_projections=self.n_projections, p=2,
-                                    directions="sobol", seed=seed).value
-            return sw * sw
+            # SW_2^2 of two equal-size uniform clouds: mean over directions of the 1-D W_2^2,
+            # i.e. of the squared differences of the sorted projections
+            theta = self.sliced_directions(m_a.device).to(m_a.dtype)
+            pa = torch.sort(m_a @ theta.T, dim=0).values
+            pb = torch.sort(m_b @ theta.T, dim=0).values
+            return (pa - pb).pow(2).mean()
         return sinkhorn_divergence(m_a, m_b, reg=self.ot_reg, p=2, max_iter=self.sinkhorn_iters,
                                    warn=False).value
 
@@ -374,8 +503,25 @@ class QSMAModule(nn.Module):
 
         with torch.no_grad():
             a, b = m_a.detach(), m_b.detach()
-            plan = sinkhorn(None, None, self._cost(a, b), reg=self.ot_reg,
-                            max_iter=self.sinkhorn_iters, tol=0.0, warn=False).plan
+            cost = self._cost(a, b)
+            # sphere costs lie in [0, 2]: when 2/eps is moderate the Gibbs kernel exp(-C/eps)
+            # neither underflows nor lets the scalings overflow, and the scaling form
+            # (two mat-vecs per iteration, same iterates as the log domain) is much cheaper
+            limit = 500.0 if cost.dtype == torch.float64 else 50.0
+            if self.latent == "sphere" and 2.0 / self.ot_reg <= limit:
+                kernel = torch.exp(cost / -self.ot_reg)
+                n, m = kernel.shape
+                # uniform marginals folded into the kernels: v = b / K^T u = 1 / (m K^T u)
+                k_row, k_col = kernel * n, (kernel * m).T.contiguous()
+                u = torch.ones(n, dtype=cost.dtype, device=cost.device)
+                v = torch.empty(m, dtype=cost.dtype, device=cost.device)
+                for _ in range(self.sinkhorn_iters):  # 4 small ops per iteration, no host sync
+                    torch.reciprocal(torch.mv(k_col, u, out=v), out=v)
+                    torch.reciprocal(torch.mv(k_row, v, out=u), out=u)
+                plan = u[:, None] * kernel * v[None, :]
+            else:
+                plan = sinkhorn(None, None, cost, reg=self.ot_reg, max_iter=self.sinkhorn_iters,
+                                tol=0.0, warn=False).plan
             img_a = (plan @ b) / plan.sum(1, keepdim=True).clamp_min(1e-30)
             img_b = (plan.T @ a) / plan.sum(0)[:, None].clamp_min(1e-30)
             img_a, img_b = self.manifold.projx(img_a), self.manifold.projx(img_b)
@@ -400,13 +546,14 @@ class QSMAModule(nn.Module):
         total = mu_a.new_zeros(())
         if self.use_contrastive:
             if self.training and self.n_samples > 0:
-                B, K = mu_a.shape[0], self.n_samples
-                seed = int(torch.randint(0, 2**31 - 1, (1,)))
-                eps = sobol_normal(2 * B, K, self.dim, seed, mu_a.device, mu_a.dtype)
-                z_a = self.to_manifold(mu_a[:, None] + (0.5 * lv_a).exp()[:, None] * eps[:B])
-                z_b = self.to_manifold(mu_b[:, None] + (0.5 * lv_b).exp()[:, None] * eps[B:])
+                # each item (of either view) gets its own digital shift of the cached net
+                B = mu_a.shape[0]
+                shifts = random_shifts(2 * B, self.dim, self.sample_net.device)
+                eps = digitally_shifted_normal(self.sample_net, shifts, mu_a.dtype)  # [K, 2B, d]
+                z_a = self.to_manifold(torch.addcmul(mu_a, (0.5 * lv_a).exp(), eps[:, :B]))
+                z_b = self.to_manifold(torch.addcmul(mu_b, (0.5 * lv_b).exp(), eps[:, B:]))
             else:
-                z_a, z_b = m_a[:, None], m_b[:, None]
+                z_a, z_b = m_a[None], m_b[None]
             terms["contrastive"] = self._contrastive(z_a, z_b, y)
             total = total + self.lambda_contrastive * terms["contrastive"]
         if self.use_alignment:
