@@ -261,3 +261,15 @@ def test_is_assignment_problem():
     assert not _free_support.is_assignment_problem(q.expand(2, 4), q, [4, 3])
     b = torch.tensor([[0.25, 0.25, 0.3, 0.2]] * 2, dtype=torch.float64)
     assert not _free_support.is_assignment_problem(b, q, [4, 4])
+
+
+def test_free_support_auto_reg_is_scale_free(rng):
+    Ys = np.stack([rng.normal(size=(30, 3)) + 2 * rng.normal(size=3) for _ in range(3)])
+    X0 = Ys[1] + 0.1 * rng.normal(size=(30, 3))
+    res = free_support_barycenter(Ys, init=X0, reg="auto")
+    scaled = free_support_barycenter(10 * Ys, init=10 * X0, reg="auto")
+    np.testing.assert_allclose(scaled.support, 10 * res.support, rtol=1e-9, atol=1e-9)
+    exact = free_support_barycenter(Ys, init=X0)
+    assert res.converged and _exact_objective(res.support, Ys) <= 1.01 * _exact_objective(exact.support, Ys)
+    with pytest.raises(ValueError, match='"auto"'):
+        free_support_barycenter(Ys, reg="fast")
