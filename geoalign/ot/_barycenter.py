@@ -7,8 +7,9 @@ r"""Wasserstein barycentres: fixed support, free support, Gaussian (Bures).
   over the locations :math:`X` of a fixed-size support (Cuturi & Doucet 2014):
   alternate optimal plans :math:`P_k` and the barycentric update
   :math:`X \leftarrow \sum_k w_k \operatorname{diag}(q)^{-1} P_k Y_k`; plans from the
-  exact LP (POT ``ot.emd``) or from :func:`~geoalign.ot.sinkhorn`
-  batched over all measures (padded with zero-mass points).
+  exact LP (POT ``ot.emd``), or entropic plans (batched warm-started Sinkhorn
+  over all measures, padded with zero-mass points) followed by an exact
+  polish (linear assignment when the exact plans are permutations).
 * :func:`gaussian_barycenter` — barycentre of :math:`\mathcal N(m_k, \Sigma_k)`:
   mean :math:`\sum_k w_k m_k` and the covariance fixed point
   :math:`S \leftarrow S^{-1/2}\big(\sum_k w_k (S^{1/2}\Sigma_k S^{1/2})^{1/2}\big)^2 S^{-1/2}`
@@ -236,8 +237,10 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
         solves; the returned ``value`` is then accurate to float32), followed
         by the exact polish (``polish``).  ``"auto"``: ε = 1% of the median squared
         distance between the initial support and the measures' points (scale
-        free; with the polish it measured 3-13x faster than ``reg=None`` at a
-        0.4-0.9% lower objective on Gaussian clouds, K = 8, n = 300-500).
+        free; with the polish it measured 3-13x faster than ``reg=None`` (one
+        thread, CPU time) at a 0.4-0.9% lower objective on Gaussian clouds,
+        K = 8, n = 300-500, init near one cloud or drawn from the pooled points;
+        both are local optima of a non-convex problem, so no order is guaranteed).
     max_iter : int
         Barycentric updates.
     tol : float
@@ -282,7 +285,9 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
         every :math:`n_k` equal to the support size the exact plans are
         permutations, found by a linear assignment solver warm-started with the
         Sinkhorn potentials (a few ms per measure); otherwise by POT ``ot.emd``.
-        ``False`` returns the entropic fixed point itself.
+        Both run on the CPU in float64 (tensors are moved there and back).
+        ``False`` returns the entropic fixed point itself (the barycentre of
+        the entropic problem, as POT's ``free_support_sinkhorn_barycenter``).
     polish_max_iter : int
         Most exact updates of the polish.
     progress : bool

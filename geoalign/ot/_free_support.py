@@ -26,6 +26,17 @@ stage), which also lets the support find its arrangement at a coarse scale
 before the plans sharpen.  At the target ε the loop stops when the squared
 displacement is below ``tol`` or the transport cost
 :math:`\sum_k w_k\langle C_k, P_k\rangle` changes by less than ``rtol`` (relative).
+
+Exact polish (:func:`exact_fixed_point`).  Entropic plans spread each support
+point over several neighbours, which pulls the support towards the means
+(+4% to +10% exact objective at ε = 1-3% of the median cost).  The exact fixed
+point started from the entropic support removes this bias in a few updates.
+With uniform masses and :math:`n_k = s` the exact plans are permutations and
+:math:`X \leftarrow \sum_k w_k Y_k[\sigma_k]`; each :math:`\sigma_k` is a linear
+assignment on the cost reduced by the last Sinkhorn column potentials
+:math:`\beta_k` (same optimum, measured 7x less work than from zero
+potentials).  Refreshing :math:`\beta` between exact updates (soft or hard
+c-transforms) measured no further gain, so the entropic :math:`\beta` is kept.
 """
 from __future__ import annotations
 
@@ -173,17 +184,24 @@ def assignments(X, Ys, beta=None):
     column shifts leave the optimal assignment unchanged, so ``beta`` (column dual
     potentials, e.g. from Sinkhorn) never changes the answer, only the time: with
     nearly optimal potentials most rows find their column at once (measured 7x
-    fewer operations than from zero potentials).  Returns an int64 array [K, s].
+    fewer operations than from zero potentials; non-finite potentials are
+    ignored).  One [s, s] cost matrix at a time.  Returns an int64 array [K, s].
     """
     from scipy.optimize import linear_sum_assignment
 
     X64 = X.detach().to(torch.float64)
     Y64 = Ys.detach().to(device=X64.device, dtype=torch.float64)
-    R = (Y64 * Y64).sum(-1)[:, None, :] - 2 * X64 @ Y64.transpose(1, 2)
     if beta is not None:
-        R = R - beta.detach().to(device=R.device, dtype=torch.float64)[:, None, :]
-    R = R.cpu().numpy()
-    return np.stack([linear_sum_assignment(R[k])[1] for k in range(R.shape[0])])
+        beta = beta.detach().to(device=X64.device, dtype=torch.float64)
+        if not bool(torch.isfinite(beta).all()):
+            beta = None
+    perms = []
+    for k in range(Y64.shape[0]):
+        R = (Y64[k] * Y64[k]).sum(-1)[None, :] - 2 * X64 @ Y64[k].T
+        if beta is not None:
+            R = R - beta[k][None, :]
+        perms.append(linear_sum_assignment(R.cpu().numpy())[1])
+    return np.stack(perms)
 
 
 def exact_fixed_point(X, Ys, b, q, w, *, max_iter, tol, sizes, assignment=True, beta=None, bar=None):
@@ -235,9 +253,15 @@ def exact_fixed_point(X, Ys, b, q, w, *, max_iter, tol, sizes, assignment=True, 
     q64, w64 = q.detach().to(torch.float64).cpu(), w.detach().to(torch.float64).cpu()
     q_np, b_np = q64.numpy(), b.detach().to(torch.float64).cpu().numpy()
     for _ in range(max_iter):
-        C = _cost(X64, Y64)
-        plans = torch.stack([torch.as_tensor(pot.emd(q_np, b_np[k], C[k].numpy())) for k in range(K)])
-        X_new = torch.einsum("k,ksn,knd->sd", w64, plans, Y64) / q64[:, None]
+        # one measure at a time; the plans kept sparse (a vertex has <= s + n - 1 entries)
+        X_new = torch.zeros_like(X64)
+        plans = []
+        for k in range(K):
+            P = pot.emd(q_np, b_np[k], _cost(X64, Y64[k:k + 1])[0].numpy())
+            i, j = np.nonzero(P)
+            plans.append((torch.from_numpy(i), torch.from_numpy(j), torch.from_numpy(P[i, j])))
+            X_new.index_add_(0, plans[-1][0], w64[k] * plans[-1][2][:, None] * Y64[k][plans[-1][1]])
+        X_new /= q64[:, None]
         shift = float(((X_new - X64) ** 2).sum())
         X64 = X_new
         n_iter += 1
@@ -246,5 +270,6 @@ def exact_fixed_point(X, Ys, b, q, w, *, max_iter, tol, sizes, assignment=True, 
         if shift < tol:
             converged = True
             break
-    value = float((w64 * (plans * _cost(X64, Y64)).sum((1, 2))).sum())
+    value = sum(float(w64[k]) * float((p * ((X64[i] - Y64[k][j]) ** 2).sum(1)).sum())
+                for k, (i, j, p) in enumerate(plans))
     return X64.to(device=dev, dtype=dtype), value, n_iter, converged, shift
