@@ -77,7 +77,10 @@ def entropic_fixed_point(X, Ys, b, q, w, reg, *, max_iter, tol, rtol, inner, inn
     bc = b[:, :, None]
     logq = torch.log(q)[None].expand(K, s)
     logb = torch.log(b)
-    beta = torch.where(b > 0, torch.zeros_like(b), torch.full_like(b, -math.inf))
+    # Start from the hard c-transform beta_j = min_i C_ij: every column then has a
+    # kernel entry of 1, so no scaling has to span exp(distance / eps) (which
+    # over/underflows float32 when the clouds start far apart from the support).
+    beta = torch.where(b > 0, _cost(X, Ys).amin(1), torch.full_like(b, -math.inf))
     Z = torch.empty(K, s, n, dtype=dtype, device=X.device)
 
     def kernel(beta, eps):
