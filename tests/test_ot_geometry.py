@@ -239,6 +239,7 @@ def test_assignments_are_optimal_bijections(s, K, seed, warm):
     beta = torch.as_tensor(r.normal(size=(K, s)) * 5) if warm else None
     perms = _free_support.assignments(X, Ys, beta)
     assert perms.shape == (K, s)
+    np.testing.assert_array_equal(_free_support.assignments(X, Ys, beta, workers=3), perms)
     q = np.full(s, 1 / s)
     for k in range(K):
         assert sorted(perms[k].tolist()) == list(range(s))  # a bijection

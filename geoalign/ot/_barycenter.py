@@ -375,18 +375,19 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
     if reg is not None:
         C0 = _free_support._cost(X, Ypad)
         if auto_reg:
-            reg = 0.01 * _median_cost(C0, bpad)
+            reg = 0.01 * _median_cost(C0, sizes)
             if not reg > 0:
                 raise ValueError('reg="auto" needs distinct points: every initial squared distance is 0')
         if eps_start is None:
             # 1% of the mean initial squared distance: coarse enough for the first plans.
             eps_start = 0.01 * float((bpad[:, None, :] * C0).sum(2).mean())
+        beta0 = _free_support.initial_potentials(C0, bpad)
         del C0
         with tqdm(total=max_iter, disable=not progress, desc="free-support barycentre") as bar:
             X, value, n_iter, converged, shift, beta = _free_support.entropic_fixed_point(
                 X, Ypad, bpad, q, w, reg, max_iter=max_iter, tol=tol, rtol=rtol,
                 inner=inner_max_iter, inner_tol=inner_tol, eps_start=eps_start,
-                eps_scaling=eps_scaling, bar=bar if progress else None, omega=relaxation)
+                eps_scaling=eps_scaling, bar=bar if progress else None, omega=relaxation, beta0=beta0)
         if polish:
             with tqdm(total=polish_max_iter, disable=not progress, desc="exact polish") as bar:
                 X, value, n_exact, converged, shift = _free_support.exact_fixed_point(
@@ -414,15 +415,14 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
         value=value, n_iter=n_iter, converged=converged, n_exact=n_exact)
 
 
-def _median_cost(C, b, sample=1 << 16):
-    """Median of the squared distances to the measures' real (non-padding) points.
+def _median_cost(C, sizes, sample=1 << 16):
+    """Median of the squared distances ``C`` [K, s, n_max] to the measures' real points.
 
-    Taken over an evenly strided subsample of at most ``sample`` entries, so the
+    Over evenly strided support points, at most about ``sample`` entries, so the
     cost stays bounded for large problems.
     """
-    vals = C.masked_select((b > 0)[:, None, :].expand_as(C))
-    vals = vals[:: max(1, vals.numel() // sample)]
-    return float(vals.median())
+    step = max(1, C.shape[1] * sum(sizes) // sample)
+    return float(torch.cat([C[k, ::step, :n].reshape(-1) for k, n in enumerate(sizes)]).median())
 
 
 # --------------------------------------------------------------------------- #

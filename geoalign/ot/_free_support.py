@@ -56,8 +56,18 @@ def _cost(X, Ys):
     return sq.clamp_min(0)
 
 
+def initial_potentials(C, b):
+    """Column potentials to start from: the hard c-transform :math:`\beta_j = \min_i C_{ij}`.
+
+    Every column then has a kernel entry of 1, so no scaling has to span
+    :math:`e^{\text{distance}/\varepsilon}` (which over/underflows float32 when the
+    clouds start far from the support).  ``-inf`` on zero-mass (padding) points.
+    """
+    return torch.where(b > 0, C.amin(1), torch.full_like(b, -math.inf))
+
+
 def entropic_fixed_point(X, Ys, b, q, w, reg, *, max_iter, tol, rtol, inner, inner_tol,
-                         eps_start, eps_scaling, check_every=5, bar=None, omega=1.0):
+                         eps_start, eps_scaling, check_every=5, bar=None, omega=1.0, beta0=None):
     r"""Run the annealed fixed point; returns ``(X, value, n_iter, converged, shift, beta)``.
 
     Shapes: ``X`` [s, d], ``Ys`` [K, n, d] (padded), ``b`` [K, n] (zero mass on
@@ -77,10 +87,7 @@ def entropic_fixed_point(X, Ys, b, q, w, reg, *, max_iter, tol, rtol, inner, inn
     bc = b[:, :, None]
     logq = torch.log(q)[None].expand(K, s)
     logb = torch.log(b)
-    # Start from the hard c-transform beta_j = min_i C_ij: every column then has a
-    # kernel entry of 1, so no scaling has to span exp(distance / eps) (which
-    # over/underflows float32 when the clouds start far apart from the support).
-    beta = torch.where(b > 0, _cost(X, Ys).amin(1), torch.full_like(b, -math.inf))
+    beta = initial_potentials(_cost(X, Ys), b) if beta0 is None else beta0
     Z = torch.empty(K, s, n, dtype=dtype, device=X.device)
 
     def kernel(beta, eps):
@@ -178,7 +185,7 @@ def is_assignment_problem(b, q, sizes):
     return uniform(q) and uniform(b)
 
 
-def assignments(X, Ys, beta=None):
+def assignments(X, Ys, beta=None, workers=None):
     r"""Optimal permutations :math:`\sigma_k` from the support ``X`` [s, d] to each cloud ``Ys`` [K, s, d].
 
     :math:`\sigma_k = \arg\min_\sigma \sum_i \|x_i - y_{k,\sigma(i)}\|^2`, solved in
@@ -188,7 +195,10 @@ def assignments(X, Ys, beta=None):
     potentials, e.g. from Sinkhorn) never changes the answer, only the time: with
     nearly optimal potentials most rows find their column at once (measured 7x
     fewer operations than from zero potentials; non-finite potentials are
-    ignored).  One [s, s] cost matrix at a time.  Returns an int64 array [K, s].
+    ignored).  The solver releases the GIL, so ``workers`` threads (default
+    :func:`torch.get_num_threads`) solve that many measures at once; cost
+    matrices are built ``workers`` at a time (bounded memory).  Returns an
+    int64 array [K, s].
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -198,12 +208,25 @@ def assignments(X, Ys, beta=None):
         beta = beta.detach().to(device=X64.device, dtype=torch.float64)
         if not bool(torch.isfinite(beta).all()):
             beta = None
+    K = Y64.shape[0]
+    workers = max(1, min(K, torch.get_num_threads() if workers is None else workers))
+    solve = lambda R: linear_sum_assignment(R)[1]
+    pool = None
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+        pool = ThreadPoolExecutor(workers)
     perms = []
-    for k in range(Y64.shape[0]):
-        R = (Y64[k] * Y64[k]).sum(-1)[None, :] - 2 * X64 @ Y64[k].T
-        if beta is not None:
-            R = R - beta[k][None, :]
-        perms.append(linear_sum_assignment(R.cpu().numpy())[1])
+    try:
+        for start in range(0, K, workers):
+            Yc = Y64[start:start + workers]
+            R = (Yc * Yc).sum(-1)[:, None, :] - 2 * X64 @ Yc.transpose(1, 2)
+            if beta is not None:
+                R = R - beta[start:start + workers, None, :]
+            R = R.cpu().numpy()
+            perms.extend(pool.map(solve, R) if pool is not None else map(solve, R))
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return np.stack(perms)
 
 
