@@ -57,7 +57,7 @@ def _cost(X, Ys):
 
 
 def initial_potentials(C, b):
-    """Column potentials to start from: the hard c-transform :math:`\beta_j = \min_i C_{ij}`.
+    r"""Column potentials to start from: the hard c-transform :math:`\beta_j = \min_i C_{ij}`.
 
     Every column then has a kernel entry of 1, so no scaling has to span
     :math:`e^{\text{distance}/\varepsilon}` (which over/underflows float32 when the
