@@ -56,6 +56,21 @@ def _cost(X, Ys):
     return sq.clamp_min(0)
 
 
+def _mv(A, x):
+    """Batched ``A @ x`` for A [B, m, n], x [B, n, 1], as a row-vector product.
+
+    ``(x^T A^T)^T`` gives the same numbers, but torch on CPU runs a batched
+    matrix times a single column through a slow path (measured 12x slower for
+    [8, 500, 500] in float32, one thread).
+    """
+    return (x.transpose(1, 2) @ A.transpose(1, 2)).transpose(1, 2)
+
+
+def _mtv(A, x):
+    """Batched ``A^T @ x`` for A [B, m, n], x [B, m, 1] (see :func:`_mv`)."""
+    return (x.transpose(1, 2) @ A).transpose(1, 2)
+
+
 def initial_potentials(C, b):
     r"""Column potentials to start from: the hard c-transform :math:`\beta_j = \min_i C_{ij}`.
 
@@ -116,16 +131,16 @@ def entropic_fixed_point(X, Ys, b, q, w, reg, *, max_iter, tol, rtol, inner, inn
             k = min(check_every, inner - done)
             for _ in range(k):
                 if omega == 1:
-                    v = bc / (Kk.transpose(1, 2) @ u)
-                    u = qc / (Kk @ v)
+                    v = bc / _mtv(Kk, u)
+                    u = qc / _mv(Kk, v)
                 else:  # over-relaxed Sinkhorn (Thibault et al. 2017): geometric extrapolation
-                    v = v.pow(1 - omega) * (bc / (Kk.transpose(1, 2) @ u)).pow(omega)
+                    v = v.pow(1 - omega) * (bc / _mtv(Kk, u)).pow(omega)
                     v = torch.nan_to_num(v, nan=0.0)  # zero-mass padding: 0^(1-omega) * 0
-                    u = u.pow(1 - omega) * (qc / (Kk @ v)).pow(omega)
+                    u = u.pow(1 - omega) * (qc / _mv(Kk, v)).pow(omega)
             done += k
             lv = torch.log(v).masked_fill_(bc == 0, 0)
             lu = torch.log(u)
-            col = v * (Kk.transpose(1, 2) @ u)
+            col = v * _mtv(Kk, u)
             stats = torch.stack([
                 (~torch.isfinite(lv)).any().to(dtype) + (~torch.isfinite(lu)).any().to(dtype),
                 lv.abs().max(),  # u = q / (K v) is recomputed from the kernel: only v is absorbed
@@ -146,7 +161,7 @@ def entropic_fixed_point(X, Ys, b, q, w, reg, *, max_iter, tol, rtol, inner, inn
         beta = beta + eps * torch.log(v[..., 0])
         # Barycentric map and the cost of the current plans (P = u K v), all from K.
         PY = u * (Kk @ (v * Ys))  # [K, s, d] = sum_j P_ij y_j
-        col = (v * (Kk.transpose(1, 2) @ u))[..., 0]
+        col = (v * _mtv(Kk, u))[..., 0]
         X_new = torch.einsum("k,ksd->sd", w, PY) / q[:, None]
         plan_y = (col * ysq).sum(1)
         cost = lambda Xc: (w * ((q * (Xc * Xc).sum(1)).sum() + plan_y
