@@ -128,7 +128,9 @@ def entropic_fixed_point(X, Ys, b, q, w, reg, *, max_iter, tol, rtol, inner, inn
         done = 0
         err = math.inf
         while done < inner:
-            k = min(check_every, inner - done)
+            # check after the first iteration of an update: the support has moved, stale
+            # potentials can need large scalings, which over-relaxation would amplify
+            k = min(1 if done == 0 else check_every, inner - done)
             for _ in range(k):
                 if omega == 1:
                     v = bc / _mtv(Kk, u)
