@@ -154,7 +154,7 @@ def entropic_fixed_point(X, Ys, b, q, w, reg, *, max_iter, tol, rtol, inner, inn
                 beta = beta + eps * lv[..., 0]
             else:
                 err = stats[2]
-                if err <= inner_tol:
+                if err <= inner_tol and done >= min(check_every, inner):  # the early check only guards
                     break
                 continue
             Kk = kernel(beta, eps)
