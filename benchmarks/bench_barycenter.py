@@ -1,8 +1,14 @@
-"""Free-support W2 barycentre: geoalign (entropic, batched Sinkhorn) vs POT exact LP.
+"""Free-support W2 barycentre: geoalign (entropic + exact polish) vs POT exact LP.
 
-Prints the time ratio POT / geoalign and the objective ratio, both measured in
-this run, with the exact objective sum_k w_k W2^2(mu_X, nu_k) (ot.emd2) for both
-supports.  Full size: 8 clouds x 500 points in d = 32; ``--quick``: 4 x 150, d = 8.
+Prints, for every ``--reg`` (ε as a fraction of the median squared distance)
+and solver mode, the time ratio POT / geoalign and the objective ratio
+geoalign / POT, all measured in this run (interleaved repeats, min time), with
+the exact objective sum_k w_k W2^2(mu_X, nu_k) (ot.emd2) for every support.
+A last row runs the defaults with ``reg="auto"`` (0.3% of the median initial
+squared distance).  Full size: 8 clouds x 500 points in d = 32; ``--quick``:
+4 x 150, d = 8.  ``--cpu-time`` measures process CPU time instead of wall time
+(steadier on a shared machine; meaningful with ``--threads 1`` only).
+Target (design.md section 4): >= 5x faster at <= 1% higher objective.
 """
 import argparse
 import time
@@ -13,6 +19,13 @@ import torch
 
 from geoalign.ot import free_support_barycenter
 
+MODES = {
+    "entropic (no polish)": dict(polish=False),
+    "entropic fast (3 inner, inf tol), no polish": dict(polish=False, inner_max_iter=3, inner_tol=float("inf")),
+    "entropic + exact polish (defaults)": dict(polish=True),
+    "entropic fast (5 inner, inf tol) + polish": dict(polish=True, inner_max_iter=5, inner_tol=float("inf")),
+}
+
 
 def exact_objective(X, clouds):
     q = np.full(len(X), 1.0 / len(X))
@@ -22,11 +35,19 @@ def exact_objective(X, clouds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch and BLAS threads (0: the libraries' defaults)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--reg", type=float, default=3e-3, help="eps as a fraction of the median cost")
+    parser.add_argument("--reg", type=float, nargs="+", default=[0.003, 0.01, 0.03],
+                        help="eps as fractions of the median squared distance")
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES), metavar="MODE")
+    parser.add_argument("--cpu-time", action="store_true", help="process CPU time instead of wall time")
     args = parser.parse_args()
     if args.threads > 0:
+        # the same thread count for POT's BLAS calls (ot.dist, plan products) and torch
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
         torch.set_num_threads(args.threads)
     K, n, d = (4, 150, 8) if args.quick else (8, 500, 32)
     rng = np.random.default_rng(0)
@@ -36,33 +57,37 @@ def main():
     weights = [np.full(n, 1.0 / n)] * K
 
     scale = float(np.median(ot.dist(clouds[0], clouds[1])))
-    reg = args.reg * scale
     Ys = np.stack(clouds).astype(np.float32)
     X0f = X0.astype(np.float32)
-    modes = {
-        "geoalign entropic (defaults)": dict(),
-        "geoalign entropic fast (3 inner, inf tol)": dict(inner_max_iter=3, inner_tol=float("inf")),
-    }
-    times = {"POT": []} | {name: [] for name in modes}
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    runs = [(r, m) for r in args.reg for m in args.modes] + [("auto", "entropic + exact polish (defaults)")]
+    times = {"POT": []} | {run: [] for run in runs}
     results = {}
     for _ in range(args.repeats):  # interleaved repeats, min taken (shared machine)
-        t = time.perf_counter()
+        t = clock()
         X_pot = ot.lp.free_support_barycenter(clouds, weights, X0.copy(), numItermax=100000)
-        times["POT"].append(time.perf_counter() - t)
-        for name, kw in modes.items():
-            t = time.perf_counter()
-            results[name] = free_support_barycenter(Ys, init=X0f, reg=reg, warn=False, **kw)
-            times[name].append(time.perf_counter() - t)
+        times["POT"].append(clock() - t)
+        for reg, mode in runs:
+            t = clock()
+            eps = reg if reg == "auto" else reg * scale
+            results[reg, mode] = free_support_barycenter(Ys, init=X0f, reg=eps, warn=False,
+                                                         **MODES[mode])
+            times[reg, mode].append(clock() - t)
     t_pot = min(times["POT"])
     obj_pot = exact_objective(X_pot, clouds)
-    print(f"free-support barycentre K={K} n={n} d={d}  reg={reg:.3g} ({args.reg:g} x median cost), "
-          f"threads={torch.get_num_threads()}, min of {args.repeats}")
-    print(f"  POT ot.lp.free_support_barycenter: {t_pot:8.3f} s  objective {obj_pot:.6f}")
-    for name, res in results.items():
-        t_geo = min(times[name])
+    print(f"free-support barycentre K={K} n={n} d={d}, float32, threads={torch.get_num_threads()}, "
+          f"min of {args.repeats} ({'CPU' if args.cpu_time else 'wall'} time); "
+          f"median squared distance {scale:.4g}")
+    print(f"POT ot.lp.free_support_barycenter: {t_pot:.3f} s, exact objective {obj_pot:.6f}")
+    print(f"{'reg/median':>10s}  {'mode':44s} {'time s':>7s} {'updates':>9s}  "
+          f"{'RATIO time POT/geo':>18s}  {'RATIO objective geo/POT':>23s}")
+    for reg, mode in runs:
+        res = results[reg, mode]
+        t_geo = min(times[reg, mode])
         obj = exact_objective(res.support.astype(np.float64), clouds)
-        print(f"  {name:42s} {t_geo:8.3f} s  objective {obj:.6f}  ({res.n_iter} updates)"
-              f"  RATIO time POT/geoalign = {t_pot / t_geo:.2f}x  objective geoalign/POT = {obj / obj_pot:.4f}")
+        updates = f"{res.n_iter - res.n_exact}+{res.n_exact}"
+        print(f"{reg:>10}  {mode:44s} {t_geo:7.3f} {updates:>9s}  {t_pot / t_geo:17.2f}x  {obj / obj_pot:23.4f}")
+
 
 if __name__ == "__main__":
     main()

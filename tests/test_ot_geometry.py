@@ -6,6 +6,7 @@ from hypothesis import given, strategies as st
 
 from geoalign.ot import (barycenter, free_support_barycenter, gaussian_barycenter,
                          sinkhorn, sinkhorn_divergence, sliced_wasserstein)
+from geoalign.ot import _free_support
 
 
 # ---------------------------------------------------------------- divergence
@@ -109,9 +110,10 @@ def test_free_support_entropic_objective_close(rng):
     Ys = np.stack([rng.normal(size=(30, 2)) + k for k in range(3)])
     X0 = Ys[0] + 0.05
     exact = free_support_barycenter(Ys, init=X0)
-    ent = free_support_barycenter(Ys, init=X0, reg=0.005, tol=1e-6)
+    ent = free_support_barycenter(Ys, init=X0, reg=0.005, tol=1e-6, polish=False)
     obj = lambda X: np.mean([ot.emd2(np.full(30, 1 / 30), np.full(30, 1 / 30), ot.dist(X, Y)) for Y in Ys])
     assert obj(ent.support) <= 1.02 * obj(exact.support)
+    assert ent.n_exact == 0
 
 
 def test_gaussian_barycenter_vs_pot_and_closed_forms(rng):
@@ -167,11 +169,12 @@ def test_divergence_kernel_path_matches_log_path(rng, monkeypatch):
     assert kernel.value == pytest.approx(log.value, rel=1e-10)
 
 
-def test_free_support_entropic_padded_weighted_and_bad_input(rng):
+@pytest.mark.parametrize("polish", [False, True])
+def test_free_support_entropic_padded_weighted_and_bad_input(rng, polish):
     Ys = [rng.normal(size=(20, 2)), rng.normal(size=(14, 2)) + 1.0]
     X0 = rng.normal(size=(10, 2))
     exact = free_support_barycenter(Ys, init=X0)
-    ent = free_support_barycenter(Ys, init=X0, reg=0.01, tol=1e-8)
+    ent = free_support_barycenter(Ys, init=X0, reg=0.01, tol=1e-8, polish=polish)
     obj = lambda X: 0.5 * sum(ot.emd2(np.full(10, 0.1), np.full(len(Y), 1 / len(Y)), ot.dist(X, Y))
                               for Y in Ys)
     assert ent.converged and np.isfinite(ent.support).all()
@@ -180,3 +183,94 @@ def test_free_support_entropic_padded_weighted_and_bad_input(rng):
         free_support_barycenter(Ys, reg=0.1, relaxation=2.5)
     with pytest.raises(ValueError, match="eps_scaling"):
         free_support_barycenter(Ys, reg=0.1, eps_scaling=1.0)
+    with pytest.raises(TypeError, match="polish must be a bool"):
+        free_support_barycenter(Ys, reg=0.1, polish="yes")
+    with pytest.raises(ValueError, match="polish_max_iter"):
+        free_support_barycenter(Ys, reg=0.1, polish_max_iter=0)
+
+
+# ------------------------------------------------------------- exact polish
+def _exact_objective(X, Ys):
+    X = np.asarray(X, dtype=np.float64)
+    q = np.full(len(X), 1 / len(X))
+    return np.mean([ot.emd2(q, np.full(len(Y), 1 / len(Y)), ot.dist(X, Y)) for Y in Ys])
+
+
+@pytest.mark.parametrize("reg", [0.05, 0.3])
+def test_free_support_polish_reaches_pot_fixed_point(rng, reg):
+    # uniform masses, n_k = support size: the assignment path
+    K, n, d = 4, 40, 3
+    Ys = np.stack([rng.normal(size=(n, d)) * rng.uniform(0.5, 1.5, d) + 2 * rng.normal(size=d)
+                   for _ in range(K)])
+    X0 = Ys[0] + 0.1 * rng.normal(size=(n, d))
+    obj_pot = _exact_objective(ot.lp.free_support_barycenter(list(Ys), [np.full(n, 1 / n)] * K, X0.copy()), Ys)
+    scale = np.median(ot.dist(Ys[0], Ys[1]))
+    blurred = free_support_barycenter(Ys, init=X0, reg=reg * scale, polish=False, warn=False)
+    res = free_support_barycenter(Ys, init=X0, reg=reg * scale)
+    assert res.converged and 1 <= res.n_exact < res.n_iter
+    obj = _exact_objective(res.support, Ys)
+    assert obj <= 1.01 * obj_pot
+    assert obj < _exact_objective(blurred.support, Ys)  # the polish removes the entropic blur
+    assert res.value == pytest.approx(obj, rel=1e-10)  # value is the exact objective
+    # an exact fixed point: every support point is the weighted mean of its matches
+    perms = _free_support.assignments(torch.as_tensor(res.support), torch.as_tensor(Ys))
+    np.testing.assert_allclose(res.support, Ys[np.arange(K)[:, None], perms].mean(0), atol=1e-12)
+
+
+def test_free_support_polish_general_case_uses_exact_plans(rng):
+    # unequal sizes and non-uniform weights: network simplex plans
+    Ys = [rng.normal(size=(25, 2)), rng.normal(size=(18, 2)) + [2.0, 0.0], rng.normal(size=(30, 2)) + 1.0]
+    w = np.array([0.5, 0.3, 0.2])
+    X0 = rng.normal(size=(12, 2))
+    exact = free_support_barycenter(Ys, weights=w, init=X0)
+    res = free_support_barycenter(Ys, weights=w, init=X0, reg=0.05)
+    obj = lambda X: sum(wk * ot.emd2(np.full(12, 1 / 12), np.full(len(Y), 1 / len(Y)), ot.dist(X, Y))
+                        for wk, Y in zip(w, Ys))
+    assert res.converged and res.n_exact >= 1
+    assert obj(res.support) <= 1.01 * obj(exact.support)
+    assert res.value == pytest.approx(obj(res.support), rel=1e-8)
+
+
+@given(st.integers(1, 30), st.integers(1, 4), st.integers(0, 2**16), st.booleans())
+def test_assignments_are_optimal_bijections(s, K, seed, warm):
+    r = np.random.default_rng(seed)
+    X = torch.as_tensor(r.normal(size=(s, 3)))
+    Ys = torch.as_tensor(r.normal(size=(K, s, 3)))
+    beta = torch.as_tensor(r.normal(size=(K, s)) * 5) if warm else None
+    perms = _free_support.assignments(X, Ys, beta)
+    assert perms.shape == (K, s)
+    np.testing.assert_array_equal(_free_support.assignments(X, Ys, beta, workers=3), perms)
+    q = np.full(s, 1 / s)
+    for k in range(K):
+        assert sorted(perms[k].tolist()) == list(range(s))  # a bijection
+        C = ot.dist(X.numpy(), Ys[k].numpy())
+        # optimal: its cost equals the exact transport cost (potentials never change the answer)
+        assert C[np.arange(s), perms[k]].mean() == pytest.approx(ot.emd2(q, q, C), rel=1e-9, abs=1e-12)
+
+
+def test_free_support_polish_torch_float32(rng):
+    Ys = torch.as_tensor(rng.normal(size=(3, 20, 2)), dtype=torch.float32)
+    res = free_support_barycenter(Ys, reg=0.1, seed=1)
+    assert isinstance(res.support, torch.Tensor) and res.support.dtype == torch.float32
+    assert res.converged and res.n_exact >= 1
+    assert res.value == pytest.approx(_exact_objective(res.support.numpy(), Ys.numpy()), rel=1e-5)
+
+
+def test_is_assignment_problem():
+    q = torch.full((4,), 0.25, dtype=torch.float64)
+    assert _free_support.is_assignment_problem(q.expand(2, 4), q, [4, 4])
+    assert not _free_support.is_assignment_problem(q.expand(2, 4), q, [4, 3])
+    b = torch.tensor([[0.25, 0.25, 0.3, 0.2]] * 2, dtype=torch.float64)
+    assert not _free_support.is_assignment_problem(b, q, [4, 4])
+
+
+def test_free_support_auto_reg_is_scale_free(rng):
+    Ys = np.stack([rng.normal(size=(30, 3)) + 2 * rng.normal(size=3) for _ in range(3)])
+    X0 = Ys[1] + 0.1 * rng.normal(size=(30, 3))
+    res = free_support_barycenter(Ys, init=X0, reg="auto")
+    scaled = free_support_barycenter(10 * Ys, init=10 * X0, reg="auto")
+    np.testing.assert_allclose(scaled.support, 10 * res.support, rtol=1e-9, atol=1e-9)
+    exact = free_support_barycenter(Ys, init=X0)
+    assert res.converged and _exact_objective(res.support, Ys) <= 1.01 * _exact_objective(exact.support, Ys)
+    with pytest.raises(ValueError, match='"auto"'):
+        free_support_barycenter(Ys, reg="fast")

@@ -7,8 +7,9 @@ r"""Wasserstein barycentres: fixed support, free support, Gaussian (Bures).
   over the locations :math:`X` of a fixed-size support (Cuturi & Doucet 2014):
   alternate optimal plans :math:`P_k` and the barycentric update
   :math:`X \leftarrow \sum_k w_k \operatorname{diag}(q)^{-1} P_k Y_k`; plans from the
-  exact LP (POT ``ot.emd``) or from :func:`~geoalign.ot.sinkhorn`
-  batched over all measures (padded with zero-mass points).
+  exact LP (POT ``ot.emd``), or entropic plans (batched warm-started Sinkhorn
+  over all measures, padded with zero-mass points) followed by an exact
+  polish (linear assignment when the exact plans are permutations).
 * :func:`gaussian_barycenter` — barycentre of :math:`\mathcal N(m_k, \Sigma_k)`:
   mean :math:`\sum_k w_k m_k` and the covariance fixed point
   :math:`S \leftarrow S^{-1/2}\big(\sum_k w_k (S^{1/2}\Sigma_k S^{1/2})^{1/2}\big)^2 S^{-1/2}`
@@ -166,11 +167,16 @@ class FreeSupportBarycenterResult:
         Their (fixed) masses.
     value : float
         :math:`\sum_k w_k \langle \|X - Y_k\|^2, P_k\rangle` for the final plans
-        (the exact :math:`\sum_k w_k W_2^2(\mu_X, \nu_k)` when ``reg is None``).
+        (the exact :math:`\sum_k w_k W_2^2(\mu_X, \nu_k)` when the plans are exact,
+        ``reg is None`` or ``polish=True``, and ``converged``).
     n_iter : int
-        Barycentric updates done.
+        Barycentric updates done (entropic and exact together).
     converged : bool
-        Squared displacement of the last update below ``tol``.
+        Squared displacement of the last update below ``tol`` (entropic without
+        polish: or the relative cost change below ``rtol``).
+    n_exact : int
+        How many of the updates used exact plans (all when ``reg is None``, the
+        polish otherwise).
     """
 
     support: Any
@@ -178,6 +184,7 @@ class FreeSupportBarycenterResult:
     value: Any
     n_iter: int
     converged: bool
+    n_exact: int = 0
 
 
 def _measures(measures, measure_weights):
@@ -206,9 +213,9 @@ def _measures(measures, measure_weights):
 
 def free_support_barycenter(measures, weights=None, support_size=None, reg=None, max_iter=100,
                             tol=1e-7, measure_weights=None, init=None, support_weights=None,
-                            seed=0, inner_max_iter=100, inner_tol=1e-2, progress=False,
-                            warn=True, device=None, rtol=1e-4, eps_start=None, eps_scaling=0.5,
-                            relaxation=1.5):
+                            seed=0, inner_max_iter=None, inner_tol=1e-2, progress=False,
+                            warn=True, device=None, rtol=None, eps_start=None, eps_scaling=0.5,
+                            relaxation=1.5, polish=True, polish_max_iter=100):
     r"""Free-support Wasserstein-2 barycentre of point clouds.
 
     Minimises :math:`\sum_k w_k W_2^2(\mu_X, \nu_k)` over the locations
@@ -222,12 +229,20 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
         Barycentric weights :math:`w` (non-negative, summing to one).
     support_size : int, optional
         :math:`s`; default the largest :math:`n_k` (ignored if ``init`` is given).
-    reg : float or None
+    reg : float, "auto" or None
         ``None``: exact plans by the network simplex (POT ``ot.emd``, CPU, float64),
         the same iterates as POT's ``ot.lp.free_support_barycenter``.
         A float: entropic plans, ε = ``reg`` in units of the squared distances,
         computed in the inputs' floating precision (float32 inputs: float32
-        solves; the returned ``value`` is then accurate to float32).
+        solves; the returned ``value`` is then accurate to float32), followed
+        by the exact polish (``polish``).  ``"auto"``: ε = 0.3% of the median
+        squared distance between the initial support and the measures' points
+        (scale free).  With the polish, on Gaussian clouds (K = 4-16,
+        n = 200-500, d = 8-64, init near one cloud or drawn from the pooled
+        points, one thread) it measured 1.5-10x faster than ``reg=None`` (the
+        small ratios on problems POT solves in 20 ms) at a 0.1-1.1% lower exact
+        objective (0.3%: fastest and lowest of 0.1%, 0.3%, 1%); both are local
+        optima of a non-convex problem, so no order is guaranteed.
     max_iter : int
         Barycentric updates.
     tol : float
@@ -238,18 +253,24 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
         Initial support (default: ``s`` points drawn from the pooled clouds with ``seed``).
     support_weights : array-like, shape=[s], optional
         :math:`q` (default uniform).
-    inner_max_iter : int
+    inner_max_iter : int, optional
         Entropic case: most Sinkhorn iterations per update (checked every 5).
+        Default 20 with ``polish``, 100 without.
     inner_tol : float
         Entropic case: an update's Sinkhorn iterations stop once every plan's
         column marginal is within ``inner_tol`` (L1); the fixed point is only
-        declared converged with plans this accurate.  ``inner_max_iter=3,
-        inner_tol=inf`` gives a faster mode whose plans are only approximate
-        couplings (the support is usually as good, see benchmarks/bench_barycenter.py).
-    rtol : float
+        declared converged with plans this accurate.  Without polish,
+        ``inner_max_iter=3, inner_tol=inf`` gives a faster mode whose plans are
+        only approximate couplings (see benchmarks/bench_barycenter.py).
+    rtol : float, optional
         Entropic case: also stop when the transport cost
         :math:`\sum_k w_k \langle C_k, P_k\rangle` changes by less than ``rtol``
-        (relative) between two updates at the target ε.
+        (relative) between two updates at the target ε.  Default ``1e-2`` with
+        ``polish`` and ``1e-4`` without.  With the polish the entropic phase is
+        only a warm start (an arrangement of the support and dual potentials),
+        so its defaults are cheap: stopping it early and capping the Sinkhorn
+        iterations per update measured 2-4x faster at an equal or lower final
+        objective.
     eps_start : float, optional
         Entropic case: ε of the first update; ε is then multiplied by
         ``eps_scaling`` each update down to ``reg`` (annealing).  Default: 1% of the
@@ -259,6 +280,22 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
         Over-relaxation ω of the Sinkhorn scalings (:math:`u \leftarrow
         u^{1-\omega} (q / K v)^{\omega}`; 1 is plain Sinkhorn), which speeds up
         convergence at small ε.
+    polish : bool
+        Entropic case: after the entropic fixed point, continue with exact
+        updates (exact plans, as with ``reg=None``) from its support until the
+        support stops moving (``tol``) or ``polish_max_iter`` updates.  The entropic
+        plans blur the support towards the means (measured +4% objective at
+        ε = 1% of the median cost); the polish removes this bias, and the
+        returned ``value`` is then the exact objective.  With uniform masses and
+        every :math:`n_k` equal to the support size the exact plans are
+        permutations, found by a linear assignment solver warm-started with the
+        Sinkhorn potentials (a few ms per measure); otherwise by POT ``ot.emd``.
+        Both run on the CPU in float64 (tensors are moved there and back).
+        ``False`` returns the entropic fixed point itself (the barycentre of
+        the entropic problem, as POT's ``free_support_sinkhorn_barycenter``).
+    polish_max_iter : int
+        Most exact updates of the polish.  Each strictly lowers the objective
+        until the fixed point, so the polish cannot cycle; usually 2-5 suffice.
     progress : bool
         Show a tqdm bar over the updates.
     warn : bool
@@ -275,24 +312,38 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
     annealed from ``eps_start`` to ``reg`` over the first updates; kernels are
     built with one GEMM and one exponential, normalised per row, with
     absorption of large scalings and an exact log-domain rescue, so no
-    under/overflow.  On 8 clouds x 500 points in d = 32 (float32) it measured
-    0.8-1.3x the speed of POT's exact fixed point on one thread and 1.3-2.3x on
-    two, at a ~1% lower exact objective (benchmarks/bench_barycenter.py prints
-    the ratios of the run at hand).
+    under/overflow.  The exact polish (``polish=True``) then runs POT's exact
+    fixed point from the entropic support; started that close, it needs 2-5
+    updates, and in the assignment case each one costs a few ms per measure.
+    On 8 clouds x 500 points in d = 32 (float32, benchmarks/bench_barycenter.py)
+    ``reg="auto"`` with the defaults measured 8.1x the speed of POT's
+    ``ot.lp.free_support_barycenter`` on one thread (torch and BLAS) and 11x
+    on two, at a 1.0% lower exact objective; without the polish the entropic
+    support's objective is 4-10% higher at ε = 1-3% of the median cost.
+    A larger ``reg`` blurs the entropic support more, and the polish then
+    needs more and costlier exact updates (ε = 10% of the median cost: 3.2x).
 
     Returns
     -------
     FreeSupportBarycenterResult
     """
-    if reg is not None:
+    auto_reg = isinstance(reg, str)
+    if auto_reg and reg != "auto":
+        raise ValueError(f'reg must be a positive number, "auto" or None, got {reg!r}')
+    if reg is not None and not auto_reg:
         reg = check_positive_scalar(reg, "reg")
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     tol = check_nonnegative_scalar(tol, "tol")
-    rtol = check_nonnegative_scalar(rtol, "rtol")
-    inner_max_iter = check_int(inner_max_iter, "inner_max_iter", minimum=1)
+    if not isinstance(polish, (bool, np.bool_)):
+        raise TypeError(f"polish must be a bool, got {polish!r}")
+    polish = bool(polish)
+    inner_max_iter = check_int((20 if polish else 100) if inner_max_iter is None else inner_max_iter,
+                               "inner_max_iter", minimum=1)
     inner_tol = check_nonnegative_scalar(inner_tol, "inner_tol", allow_inf=True)
     if eps_start is not None:
         eps_start = check_positive_scalar(eps_start, "eps_start")
+    polish_max_iter = check_int(polish_max_iter, "polish_max_iter", minimum=1)
+    rtol = (1e-2 if polish else 1e-4) if rtol is None else check_nonnegative_scalar(rtol, "rtol")
     relaxation = check_positive_scalar(relaxation, "relaxation")
     if not 1 <= relaxation < 2:
         raise ValueError(f"relaxation must be in [1, 2), got {relaxation}")
@@ -328,56 +379,63 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
     s = X.shape[0]
     q = _common.probability(support_weights, "support_weights", s, dev, dtype)
 
-    n_max = max(Y.shape[0] for Y in Ys)
+    sizes = [Y.shape[0] for Y in Ys]
+    n_max = max(sizes)
     # pad every measure to n_max points with zero mass (batched Sinkhorn)
     Ypad = torch.stack([torch.cat([Y, Y[:1].expand(n_max - Y.shape[0], d)]) for Y in Ys])
     bpad = torch.stack([torch.cat([b, b.new_zeros(n_max - b.shape[0])]) for b in bs])
+    n_exact = 0
     if reg is not None:
+        C0 = _free_support._cost(X, Ypad)
+        if auto_reg:
+            reg = 0.003 * _median_cost(C0, sizes)
+            if not reg > 0:
+                raise ValueError('reg="auto" needs distinct points: every initial squared distance is 0')
         if eps_start is None:
             # 1% of the mean initial squared distance: coarse enough for the first plans.
-            eps_start = 0.01 * float((bpad[:, None, :] * _free_support._cost(X, Ypad)).sum(2).mean())
+            eps_start = 0.01 * float((bpad[:, None, :] * C0).sum(2).mean())
+        beta0 = _free_support.initial_potentials(C0, bpad)
+        del C0
         with tqdm(total=max_iter, disable=not progress, desc="free-support barycentre") as bar:
-            X, value, n_iter, converged, shift = _free_support.entropic_fixed_point(
+            X, value, n_iter, converged, shift, beta = _free_support.entropic_fixed_point(
                 X, Ypad, bpad, q, w, reg, max_iter=max_iter, tol=tol, rtol=rtol,
                 inner=inner_max_iter, inner_tol=inner_tol, eps_start=eps_start,
-                eps_scaling=eps_scaling, bar=bar if progress else None, omega=relaxation)
+                eps_scaling=eps_scaling, bar=bar if progress else None, omega=relaxation, beta0=beta0)
+        if polish:
+            with tqdm(total=polish_max_iter, disable=not progress, desc="exact polish") as bar:
+                X, value, n_exact, converged, shift = _free_support.exact_fixed_point(
+                    X, Ypad, bpad, q, w, max_iter=polish_max_iter, tol=tol, sizes=sizes,
+                    beta=beta, bar=bar if progress else None)
+            n_iter += n_exact
     else:
-        X, value, n_iter, converged, shift = _exact_fixed_point(X, Ypad, bpad, q, w, max_iter, tol,
-                                                                progress)
+        with tqdm(total=max_iter, disable=not progress, desc="free-support barycentre") as bar:
+            X, value, n_iter, converged, shift = _free_support.exact_fixed_point(
+                X, Ypad, bpad, q, w, max_iter=max_iter, tol=tol, sizes=sizes, assignment=False,
+                bar=bar if progress else None)
+        n_exact = n_iter
     if warn and not converged:
         rule = f"squared displacement {shift:.3g} >= tol={tol:g}"
-        if reg is not None:
+        if reg is not None and not polish:
             rule += f" and relative cost change >= rtol={rtol:g}"
+        if reg is not None and polish:
+            rule += f" at the end of the exact polish ({n_exact} exact updates, polish_max_iter)"
         warnings.warn(f"free_support_barycenter did not converge: {rule} after {n_iter} updates",
                       ConvergenceWarning, stacklevel=2)
     out_ref = ref
     return FreeSupportBarycenterResult(
         support=_common.output(X if out_ref is None else X.to(out_ref.device), out_ref),
         weights=_common.output(q if out_ref is None else q.to(out_ref.device), out_ref),
-        value=value, n_iter=n_iter, converged=converged)
+        value=value, n_iter=n_iter, converged=converged, n_exact=n_exact)
 
 
-def _exact_fixed_point(X, Ypad, bpad, q, w, max_iter, tol, progress):
-    """POT's fixed point with exact plans (network simplex, CPU float64)."""
-    import ot as pot
+def _median_cost(C, sizes, sample=1 << 16):
+    """Median of the squared distances ``C`` [K, s, n_max] to the measures' real points.
 
-    K, n_max, d = Ypad.shape
-    s = X.shape[0]
-    converged, n_iter, shift = False, 0, float("inf")
-    q_np, b_np = q.numpy(), bpad.numpy()
-    for _ in tqdm(range(max_iter), disable=not progress, desc="free-support barycentre"):
-        C = _free_support._cost(X, Ypad)
-        plans = torch.stack([torch.as_tensor(pot.emd(q_np, b_np[k], C[k].numpy()))
-                             for k in range(K)])
-        X_new = torch.einsum("k,ksn,knd->sd", w, plans, Ypad) / q[:, None]
-        shift = float(((X_new - X) ** 2).sum())
-        X = X_new
-        n_iter += 1
-        if shift < tol:
-            converged = True
-            break
-    value = float((w * (plans * _free_support._cost(X, Ypad)).sum((1, 2))).sum())
-    return X, value, n_iter, converged, shift
+    Over evenly strided support points, at most about ``sample`` entries, so the
+    cost stays bounded for large problems.
+    """
+    step = max(1, C.shape[1] * sum(sizes) // sample)
+    return float(torch.cat([C[k, ::step, :n].reshape(-1) for k, n in enumerate(sizes)]).median())
 
 
 # --------------------------------------------------------------------------- #

@@ -26,11 +26,23 @@ stage), which also lets the support find its arrangement at a coarse scale
 before the plans sharpen.  At the target ε the loop stops when the squared
 displacement is below ``tol`` or the transport cost
 :math:`\sum_k w_k\langle C_k, P_k\rangle` changes by less than ``rtol`` (relative).
+
+Exact polish (:func:`exact_fixed_point`).  Entropic plans spread each support
+point over several neighbours, which pulls the support towards the means
+(+4% to +10% exact objective at ε = 1-3% of the median cost).  The exact fixed
+point started from the entropic support removes this bias in a few updates.
+With uniform masses and :math:`n_k = s` the exact plans are permutations and
+:math:`X \leftarrow \sum_k w_k Y_k[\sigma_k]`; each :math:`\sigma_k` is a linear
+assignment on the cost reduced by the last Sinkhorn column potentials
+:math:`\beta_k` (same optimum, measured 7x less work than from zero
+potentials).  Refreshing :math:`\beta` between exact updates (soft or hard
+c-transforms) measured no further gain, so the entropic :math:`\beta` is kept.
 """
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from ._sinkhorn import _exact_iterations
@@ -44,13 +56,39 @@ def _cost(X, Ys):
     return sq.clamp_min(0)
 
 
+def _mv(A, x):
+    """Batched ``A @ x`` for A [B, m, n], x [B, n, 1], as a row-vector product.
+
+    ``(x^T A^T)^T`` gives the same numbers, but torch on CPU runs a batched
+    matrix times a single column through a slow path (measured 12x slower for
+    [8, 500, 500] in float32, one thread).
+    """
+    return (x.transpose(1, 2) @ A.transpose(1, 2)).transpose(1, 2)
+
+
+def _mtv(A, x):
+    """Batched ``A^T @ x`` for A [B, m, n], x [B, m, 1] (see :func:`_mv`)."""
+    return (x.transpose(1, 2) @ A).transpose(1, 2)
+
+
+def initial_potentials(C, b):
+    r"""Column potentials to start from: the hard c-transform :math:`\beta_j = \min_i C_{ij}`.
+
+    Every column then has a kernel entry of 1, so no scaling has to span
+    :math:`e^{\text{distance}/\varepsilon}` (which over/underflows float32 when the
+    clouds start far from the support).  ``-inf`` on zero-mass (padding) points.
+    """
+    return torch.where(b > 0, C.amin(1), torch.full_like(b, -math.inf))
+
+
 def entropic_fixed_point(X, Ys, b, q, w, reg, *, max_iter, tol, rtol, inner, inner_tol,
-                         eps_start, eps_scaling, check_every=5, bar=None, omega=1.0):
-    r"""Run the annealed fixed point; returns ``(X, value, n_iter, converged, shift)``.
+                         eps_start, eps_scaling, check_every=5, bar=None, omega=1.0, beta0=None):
+    r"""Run the annealed fixed point; returns ``(X, value, n_iter, converged, shift, beta)``.
 
     Shapes: ``X`` [s, d], ``Ys`` [K, n, d] (padded), ``b`` [K, n] (zero mass on
     padding), ``q`` [s], ``w`` [K].  ``value`` is :math:`\sum_k w_k \langle
-    \|X - Y_k\|^2, P_k\rangle` for the final support and the last plans.
+    \|X - Y_k\|^2, P_k\rangle` for the final support and the last plans; ``beta``
+    [K, n] the measures' dual potentials of the last plans (``-inf`` on padding).
     """
     K, n, d = Ys.shape
     s = X.shape[0]
@@ -64,7 +102,7 @@ def entropic_fixed_point(X, Ys, b, q, w, reg, *, max_iter, tol, rtol, inner, inn
     bc = b[:, :, None]
     logq = torch.log(q)[None].expand(K, s)
     logb = torch.log(b)
-    beta = torch.where(b > 0, torch.zeros_like(b), torch.full_like(b, -math.inf))
+    beta = initial_potentials(_cost(X, Ys), b) if beta0 is None else beta0
     Z = torch.empty(K, s, n, dtype=dtype, device=X.device)
 
     def kernel(beta, eps):
@@ -90,19 +128,21 @@ def entropic_fixed_point(X, Ys, b, q, w, reg, *, max_iter, tol, rtol, inner, inn
         done = 0
         err = math.inf
         while done < inner:
-            k = min(check_every, inner - done)
+            # check after the first iteration of an update: the support has moved, stale
+            # potentials can need large scalings, which over-relaxation would amplify
+            k = min(1 if done == 0 else check_every, inner - done)
             for _ in range(k):
                 if omega == 1:
-                    v = bc / (Kk.transpose(1, 2) @ u)
-                    u = qc / (Kk @ v)
+                    v = bc / _mtv(Kk, u)
+                    u = qc / _mv(Kk, v)
                 else:  # over-relaxed Sinkhorn (Thibault et al. 2017): geometric extrapolation
-                    v = v.pow(1 - omega) * (bc / (Kk.transpose(1, 2) @ u)).pow(omega)
+                    v = v.pow(1 - omega) * (bc / _mtv(Kk, u)).pow(omega)
                     v = torch.nan_to_num(v, nan=0.0)  # zero-mass padding: 0^(1-omega) * 0
-                    u = u.pow(1 - omega) * (qc / (Kk @ v)).pow(omega)
+                    u = u.pow(1 - omega) * (qc / _mv(Kk, v)).pow(omega)
             done += k
             lv = torch.log(v).masked_fill_(bc == 0, 0)
             lu = torch.log(u)
-            col = v * (Kk.transpose(1, 2) @ u)
+            col = v * _mtv(Kk, u)
             stats = torch.stack([
                 (~torch.isfinite(lv)).any().to(dtype) + (~torch.isfinite(lu)).any().to(dtype),
                 lv.abs().max(),  # u = q / (K v) is recomputed from the kernel: only v is absorbed
@@ -114,7 +154,7 @@ def entropic_fixed_point(X, Ys, b, q, w, reg, *, max_iter, tol, rtol, inner, inn
                 beta = beta + eps * lv[..., 0]
             else:
                 err = stats[2]
-                if err <= inner_tol:
+                if err <= inner_tol and done >= min(check_every, inner):  # the early check only guards
                     break
                 continue
             Kk = kernel(beta, eps)
@@ -123,7 +163,7 @@ def entropic_fixed_point(X, Ys, b, q, w, reg, *, max_iter, tol, rtol, inner, inn
         beta = beta + eps * torch.log(v[..., 0])
         # Barycentric map and the cost of the current plans (P = u K v), all from K.
         PY = u * (Kk @ (v * Ys))  # [K, s, d] = sum_j P_ij y_j
-        col = (v * (Kk.transpose(1, 2) @ u))[..., 0]
+        col = (v * _mtv(Kk, u))[..., 0]
         X_new = torch.einsum("k,ksd->sd", w, PY) / q[:, None]
         plan_y = (col * ysq).sum(1)
         cost = lambda Xc: (w * ((q * (Xc * Xc).sum(1)).sum() + plan_y
@@ -142,4 +182,137 @@ def entropic_fixed_point(X, Ys, b, q, w, reg, *, max_iter, tol, rtol, inner, inn
                 break
         prev = obj if eps <= reg else math.inf
         eps = max(reg, eps * eps_scaling)
-    return X, value, n_iter, converged, shift
+    return X, value, n_iter, converged, shift, beta
+
+
+# --------------------------------------------------------------------------- #
+# Exact fixed point (POT's iterates) and the exact polish of an entropic support
+# --------------------------------------------------------------------------- #
+def is_assignment_problem(b, q, sizes):
+    """Uniform masses everywhere and every measure as large as the support.
+
+    Then the exact optimal plans are permutation matrices (vertices of the
+    Birkhoff polytope) and a linear assignment solver replaces the network simplex.
+    """
+    s = q.shape[0]
+    if any(n != s for n in sizes):
+        return False
+    rtol = 1e-9 if q.dtype == torch.float64 else 1e-6
+    uniform = lambda t: bool(((t - 1.0 / s).abs() <= rtol / s).all())
+    return uniform(q) and uniform(b)
+
+
+def assignments(X, Ys, beta=None, workers=None):
+    r"""Optimal permutations :math:`\sigma_k` from the support ``X`` [s, d] to each cloud ``Ys`` [K, s, d].
+
+    :math:`\sigma_k = \arg\min_\sigma \sum_i \|x_i - y_{k,\sigma(i)}\|^2`, solved in
+    float64 by :func:`scipy.optimize.linear_sum_assignment` on the reduced cost
+    :math:`\langle y_j, y_j\rangle - 2\langle x_i, y_j\rangle - \beta_{kj}`.  Row and
+    column shifts leave the optimal assignment unchanged, so ``beta`` (column dual
+    potentials, e.g. from Sinkhorn) never changes the answer, only the time: with
+    nearly optimal potentials most rows find their column at once (measured 7x
+    fewer operations than from zero potentials; non-finite potentials are
+    ignored).  The solver releases the GIL, so ``workers`` threads (default
+    :func:`torch.get_num_threads`) solve that many measures at once; cost
+    matrices are built ``workers`` at a time (bounded memory).  Returns an
+    int64 array [K, s].
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    X64 = X.detach().to(torch.float64)
+    Y64 = Ys.detach().to(device=X64.device, dtype=torch.float64)
+    if beta is not None:
+        beta = beta.detach().to(device=X64.device, dtype=torch.float64)
+        if not bool(torch.isfinite(beta).all()):
+            beta = None
+    K = Y64.shape[0]
+    workers = max(1, min(K, torch.get_num_threads() if workers is None else workers))
+    solve = lambda R: linear_sum_assignment(R)[1]
+    pool = None
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+        pool = ThreadPoolExecutor(workers)
+    perms = []
+    try:
+        for start in range(0, K, workers):
+            Yc = Y64[start:start + workers]
+            R = (Yc * Yc).sum(-1)[:, None, :] - 2 * X64 @ Yc.transpose(1, 2)
+            if beta is not None:
+                R = R - beta[start:start + workers, None, :]
+            R = R.cpu().numpy()
+            perms.extend(pool.map(solve, R) if pool is not None else map(solve, R))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return np.stack(perms)
+
+
+def exact_fixed_point(X, Ys, b, q, w, *, max_iter, tol, sizes, assignment=True, beta=None, bar=None):
+    r"""Fixed point with exact plans; returns ``(X, value, n_iter, converged, shift)``.
+
+    Each update solves the :math:`K` exact problems for the current support and
+    moves it to :math:`\sum_k w_k \operatorname{diag}(q)^{-1} P_k Y_k` (POT's
+    iterates).  With ``assignment``, uniform masses and :math:`n_k = s` the plans are the
+    permutations of :func:`assignments` (warm-started by ``beta``) and the update
+    is :math:`X \leftarrow \sum_k w_k Y_k[\sigma_k]`; otherwise the network
+    simplex (POT ``ot.emd``, float64) gives them.  ``value`` is
+    :math:`\sum_k w_k \langle \|X - Y_k\|^2, P_k\rangle` for the returned support and
+    the last plans: the exact objective once converged (the plans are then optimal
+    for it, unchanged permutations give a zero shift).  Shapes as in
+    :func:`entropic_fixed_point`; ``sizes`` are the unpadded :math:`n_k`.
+    """
+    K = Ys.shape[0]
+    converged, n_iter, shift = False, 0, math.inf
+    if assignment and is_assignment_problem(b, q, sizes):
+        Y64 = Ys.detach().to(torch.float64).cpu()
+        w64 = w.detach().to(torch.float64).cpu()
+        X64 = X.detach().to(torch.float64).cpu()
+        rows = torch.arange(K)[:, None]
+        perms = None
+        for _ in range(max_iter):
+            new = assignments(X64, Y64, beta)
+            matched = Y64[rows, torch.from_numpy(new)]  # [K, s, d]: y_{k, sigma_k(i)}
+            if perms is not None and np.array_equal(new, perms):
+                X_new = X64  # same plans: the same update, bit for bit
+            else:
+                X_new = torch.einsum("k,ksd->sd", w64, matched)
+            perms = new
+            shift = float(((X_new - X64) ** 2).sum())
+            X64 = X_new
+            n_iter += 1
+            if bar is not None:
+                bar.update(1)
+            if shift < tol:
+                converged = True
+                break
+        value = float((w64 * ((X64[None] - matched) ** 2).sum((1, 2))).sum() / X64.shape[0])
+        return X64.to(device=X.device, dtype=X.dtype), value, n_iter, converged, shift
+
+    import ot as pot
+
+    dtype, dev = X.dtype, X.device
+    X64 = X.detach().to(torch.float64).cpu()
+    Y64 = Ys.detach().to(torch.float64).cpu()
+    q64, w64 = q.detach().to(torch.float64).cpu(), w.detach().to(torch.float64).cpu()
+    q_np, b_np = q64.numpy(), b.detach().to(torch.float64).cpu().numpy()
+    for _ in range(max_iter):
+        # one measure at a time; the plans kept sparse (a vertex has <= s + n - 1 entries)
+        X_new = torch.zeros_like(X64)
+        plans = []
+        for k in range(K):
+            P = pot.emd(q_np, b_np[k], _cost(X64, Y64[k:k + 1])[0].numpy())
+            i, j = np.nonzero(P)
+            plans.append((torch.from_numpy(i), torch.from_numpy(j), torch.from_numpy(P[i, j])))
+            X_new.index_add_(0, plans[-1][0], w64[k] * plans[-1][2][:, None] * Y64[k][plans[-1][1]])
+        X_new /= q64[:, None]
+        shift = float(((X_new - X64) ** 2).sum())
+        X64 = X_new
+        n_iter += 1
+        if bar is not None:
+            bar.update(1)
+        if shift < tol:
+            converged = True
+            break
+    value = sum(float(w64[k]) * float((p * ((X64[i] - Y64[k][j]) ** 2).sum(1)).sum())
+                for k, (i, j, p) in enumerate(plans))
+    return X64.to(device=dev, dtype=dtype), value, n_iter, converged, shift
