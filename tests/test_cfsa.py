@@ -9,14 +9,6 @@ from geoalign.metrics import retrieval_metrics, zsl_accuracy
 from geoalign.models.cfsa import CFSA, digit_glyph_semantics, gradient_penalty
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: thread hand-offs dominate on a loaded 2-core machine
-    yield
-    torch.set_num_threads(before)
-
-
 class TinyCritic(torch.nn.Module):
     def __init__(self):
         super().__init__()

@@ -9,14 +9,6 @@ from hypothesis.extra.numpy import arrays
 from geoalign.models.codebook import CLUBEstimator, UniCode, VectorQuantizer, toc_select
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: thread hand-offs dominate on a loaded 2-core machine
-    yield
-    torch.set_num_threads(before)
-
-
 def direct_toc(E, k, w_sim=0.7, w_var=0.3):
     L, D = E.shape
     sim = np.zeros(D)

@@ -16,26 +16,8 @@ from geoalign.manifolds.geomstats_interop import (
     to_geomstats_tangent,
 )
 from geoalign.manifolds.hyperbolic import lorentz_to_poincare, poincare_to_lorentz
+from manifold_cases import IDS, MANIFOLDS
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # batched LAPACK calls on tiny matrices (3x3 Cholesky) are 1000x slower when OpenMP
-    # spreads them over 2 contended CI cores; one thread keeps this module fast
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-MANIFOLDS = [
-    Sphere(5),
-    Hyperbolic(3, "poincare"),
-    Hyperbolic(3, "lorentz"),
-    SPD(3, "affine"),
-    SPD(3, "log_euclidean"),
-    Grassmann(5, 2),
-]
-IDS = [repr(m) for m in MANIFOLDS]
 
 
 def points(M, n, seed):

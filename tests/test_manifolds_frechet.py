@@ -10,26 +10,9 @@ from geoalign._compat import import_geomstats
 from geoalign._warnings import ConvergenceWarning
 from geoalign.manifolds import SPD, FrechetMeanResult, Grassmann, Hyperbolic, Sphere, frechet_mean
 from geoalign.manifolds.geomstats_interop import to_geomstats, to_geomstats_point
+from manifold_cases import IDS, MANIFOLDS
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # tiny batched LAPACK calls are far slower when OpenMP spreads them over contended cores
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-MANIFOLDS = [
-    Sphere(5),
-    Hyperbolic(3, "poincare"),
-    Hyperbolic(3, "lorentz"),
-    SPD(3, "affine"),
-    SPD(3, "log_euclidean"),
-    Grassmann(5, 2),
-]
-IDS = [repr(m) for m in MANIFOLDS]
 
 
 def cluster(M, n, seed, spread=0.4, batch=()):

@@ -6,15 +6,6 @@ import torch
 from geoalign.models.sspc import SSPC, SSPCRegularizer, multi_assignment_sinkhorn
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: on a loaded 2-core machine thread hand-offs cost far more than the maths
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def reference_multi_sk(S, R, low_weight=0.25, eps=0.07, n_iters=20):
     """Straightforward loops over the dense N x K x K tensor (float64), as in design.md 2.6."""
     N, K = S.shape
