@@ -4,12 +4,15 @@ Subcommands are registered in :data:`COMMANDS` as ``name -> (module, help)``
 or ``name -> (module, help, configure_function, run_function)``.  The module is
 imported only when its subcommand runs, and defines ``configure_parser(parser)``
 (add its arguments) and ``run_cli(args) -> int`` unless other names are given.
+Bad input raised as ValueError/TypeError/FileNotFoundError/KeyError is printed as
+one line and exits with status 2 (set ``GEOALIGN_DEBUG=1`` for the traceback).
 This keeps ``geoalign info`` fast and lets each concept own its own options.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import platform
 import sys
 
@@ -87,7 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = argparse.ArgumentParser(prog=f"geoalign {ns.command}", description=help_text)
     getattr(module, configure_name)(sub)
     args = sub.parse_args(argv[1:])
-    return int(getattr(module, run_name)(args) or 0)
+    try:
+        return int(getattr(module, run_name)(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError, KeyError) as exc:
+        # bad input (config, data, arguments): a one-line message, not a traceback
+        if os.environ.get("GEOALIGN_DEBUG"):
+            raise
+        print(f"geoalign {ns.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

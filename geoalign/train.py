@@ -850,6 +850,9 @@ def load_config(path: Any) -> dict:
         [data.val]                        # optional validation data, same form
         source = "paired_file"
         path = "val.npz"
+        [data.test]                       # optional: what ``geoalign eval --config`` scores
+        source = "paired_file"
+        path = "test.npz"
         [trainer]                         # Trainer / estimator training options
         max_epochs = 20
         batch_size = 128
@@ -913,6 +916,7 @@ def run_train_cli(args: argparse.Namespace) -> int:
         _resolve(cfg["output_dir"], base_dir) if "output_dir" in cfg else base_dir / cfg_path.stem)
     data_spec = dict(cfg["data"])
     val_spec = data_spec.pop("val", None)
+    data_spec.pop("test", None)  # [data.test] is for ``geoalign eval``
     data = load_dataset(data_spec, base_dir)
     val = None
     if val_spec is not None:

@@ -52,3 +52,13 @@ def test_import_geoalign_does_not_import_torch():
     code = "import sys, geoalign; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_cli_bad_input_is_one_line_and_status_2(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "missing.toml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("geoalign train: error:") and "does not exist" in err
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[model]\nname = "qsma"\n[data]\nsource = "digits"\n[training]\nmax_epochs = 1\n')
+    assert main(["train", str(bad)]) == 2
+    assert "unknown top-level key(s) ['training']" in capsys.readouterr().err
