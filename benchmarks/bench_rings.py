@@ -3,9 +3,13 @@
 Anchor (design.md §4): 10^4 products of degree-255 polynomials over Z_256,
 python-flint nmod_poly in a loop (objects built beforehand, only the
 multiplications timed), target >= 2x its throughput, bit-exact.  Also reported:
-Z_30522 and the prime 2^31 - 1, our product with 1 thread and with all threads,
-torch (CPU, or CUDA when available) and flint including the array <-> nmod_poly
-conversions that an array API needs.
+Z_30522 and the prime 2^31 - 1.  For each modulus every applicable method of
+``PolyRing.mul`` is timed ("simd": the compiled kernel, power-of-two moduli;
+"fft": the limb-split float64 FFT) with 1 thread and with all threads, plus torch
+(CPU, or CUDA when available) and flint including the array <-> nmod_poly
+conversions that an array API needs.  Timings are interleaved (flint, then each
+of ours, repeatedly) and the best of each is kept, so a busy machine slows all
+of them alike.
 
 Usage::
 
@@ -20,15 +24,17 @@ import time
 import numpy as np
 
 from geoalign._backend import default_num_threads
-from geoalign.rings import PolyRing
+from geoalign.rings import HAVE_COMPILED_KERNEL, PolyRing
 
 
-def best_of(fn, repeat: int, clock=time.perf_counter) -> float:
-    best = float("inf")
+def interleaved_best(fns: dict, repeat: int, clock=time.perf_counter) -> dict:
+    """Best time of each function, running them in turn ``repeat`` times."""
+    best = dict.fromkeys(fns, float("inf"))
     for _ in range(repeat):
-        t0 = clock()
-        fn()
-        best = min(best, clock() - t0)
+        for name, fn in fns.items():
+            t0 = clock()
+            fn()
+            best[name] = min(best[name], clock() - t0)
     return best
 
 
@@ -37,7 +43,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="10^3 products instead of 10^4")
     ap.add_argument("--count", type=int, default=None, help="number of products")
     ap.add_argument("--degree", type=int, default=255)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=7)
     args = ap.parse_args(argv)
     import flint
     import torch
@@ -45,11 +51,12 @@ def main(argv=None) -> int:
     count = args.count or (1000 if args.quick else 10_000)
     deg = args.degree
     threads = default_num_threads()
-    print(f"{count} products of degree-{deg} polynomials; best of {args.repeat}; "
-          f"{threads} thread(s) available; flint {flint.__version__}, torch {torch.__version__}")
-    header = (f"{'modulus':>12} {'flint ms':>9} {'ours-1t ms':>10} {'ours ms':>8} {'torch ms':>9} "
-              f"{'x flint (1t)':>12} {'(1t cpu)':>8} {'x flint':>8} {'x flint+conv':>12} {'exact':>6}")
-    print(header)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"{count} products of degree-{deg} polynomials; best of {args.repeat} interleaved; "
+          f"{threads} thread(s) available; flint {flint.__version__}, torch {torch.__version__}; "
+          f"compiled kernel: {'built' if HAVE_COMPILED_KERNEL else 'NOT built'}")
+    print(f"{'modulus':>12} {'method':>6} {'flint ms':>9} {'1t ms':>7} {'all ms':>7} {'torch ms':>9} "
+          f"{'x flint 1t':>10} {'1t cpu':>7} {'x flint':>8} {'x flint+conv':>12} {'exact':>6}")
     all_exact = True
     for n in (256, 30522, 2**31 - 1):
         rng = np.random.default_rng(n % 1000)
@@ -69,33 +76,39 @@ def main(argv=None) -> int:
                 C[i, :len(c)] = c
             return C
 
-        t_flint = best_of(flint_loop, args.repeat)
-        t_flint_conv = best_of(flint_with_conversion, max(1, args.repeat // 2))
         R1, R = PolyRing(n, num_threads=1), PolyRing(n)
-        t_one = best_of(lambda: R1.mul(A, B), args.repeat)
-        # CPU time of single-threaded runs: robust to other processes sharing the cores.
-        c_flint = best_of(flint_loop, args.repeat, time.process_time)
-        c_one = best_of(lambda: R1.mul(A, B), args.repeat, time.process_time)
-        t_all = best_of(lambda: R.mul(A, B), args.repeat)
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        methods = (["simd"] if HAVE_COMPILED_KERNEL and n & (n - 1) == 0 and n <= 2**16 else []) + ["fft"]
         At, Bt = torch.from_numpy(A).to(device), torch.from_numpy(B).to(device)
 
-        def torch_mul():
-            C = R.mul(At, Bt)
+        def torch_mul(method):
+            C = R.mul(At, Bt, method=method if device == "cpu" else "fft")
             if device == "cuda":
                 torch.cuda.synchronize()
             return C
 
-        t_torch = best_of(torch_mul, args.repeat)
-        C = R.mul(A, B)
-        ref = np.zeros_like(C)
+        fns = {"flint": flint_loop}
+        for m in methods:
+            fns[m + "-1t"] = lambda m=m: R1.mul(A, B, method=m)
+            fns[m] = lambda m=m: R.mul(A, B, method=m)
+            fns[m + "-torch"] = lambda m=m: torch_mul(m)
+        wall = interleaved_best(fns, args.repeat)
+        # CPU time of single-threaded runs: robust to other processes sharing the cores.
+        cpu = interleaved_best({k: fns[k] for k in ["flint"] + [m + "-1t" for m in methods]},
+                               args.repeat, time.process_time)
+        t_conv = interleaved_best({"conv": flint_with_conversion}, max(1, args.repeat // 3))["conv"]
+        flint_loop()
+        ref = np.zeros((count, 2 * deg + 1), dtype=np.int64)
         for i, c in enumerate(out):
             coeffs = [int(v) for v in c.coeffs()]
             ref[i, :len(coeffs)] = coeffs
-        exact = bool((C == ref).all()) and bool((torch_mul().cpu().numpy() == ref).all())
-        all_exact &= exact
-        print(f"{n:>12} {1e3 * t_flint:9.1f} {1e3 * t_one:10.1f} {1e3 * t_all:8.1f} {1e3 * t_torch:9.1f} "
-              f"{t_flint / t_one:12.2f} {c_flint / c_one:8.2f} {t_flint / t_all:8.2f} {t_flint_conv / t_all:12.2f} {str(exact):>6}")
+        for m in methods:
+            exact = (bool((R.mul(A, B, method=m) == ref).all())
+                     and bool((torch_mul(m).cpu().numpy() == ref).all()))
+            all_exact &= exact
+            tf, t1, ta = wall["flint"], wall[m + "-1t"], wall[m]
+            print(f"{n:>12} {m:>6} {1e3 * tf:9.1f} {1e3 * t1:7.1f} {1e3 * ta:7.1f} "
+                  f"{1e3 * wall[m + '-torch']:9.1f} {tf / t1:10.2f} {cpu['flint'] / cpu[m + '-1t']:7.2f} "
+                  f"{tf / ta:8.2f} {t_conv / ta:12.2f} {str(exact):>6}")
     print("ratios = flint time / our time (> 1: we are faster); '1t cpu' = ratio of process CPU "
           "times, both single-threaded; 'x flint+conv' includes flint's array conversions; "
           "torch on", device)

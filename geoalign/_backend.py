@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -36,6 +38,7 @@ __all__ = [
     "resolve_device",
     "float_dtype",
     "default_num_threads",
+    "torch_num_threads",
 ]
 
 
@@ -189,3 +192,33 @@ def default_num_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS / Windows
         return os.cpu_count() or 1
+
+
+_THREADS_LOCK = threading.Lock()
+_THREADS_STATE = {"depth": 0, "saved": 1}
+
+
+@contextmanager
+def torch_num_threads(n: int):
+    """Run torch's CPU kernels on ``n`` intra-op threads inside the block.
+
+    Used by blocked kernels: the fiber-product scan spreads row blocks over its own
+    Python worker threads, each on single-threaded kernels (``n=1``); ring products
+    run one block at a time on ``n`` intra-op threads.  ``torch.set_num_threads`` is
+    process-wide, so nested/concurrent users (e.g. several Dask worker threads)
+    share one counter: the first entry saves the setting and sets ``n``, the last
+    exit restores it.
+    """
+    torch = torch_module()
+    with _THREADS_LOCK:
+        if _THREADS_STATE["depth"] == 0:
+            _THREADS_STATE["saved"] = torch.get_num_threads()
+            torch.set_num_threads(n)
+        _THREADS_STATE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_STATE["depth"] -= 1
+            if _THREADS_STATE["depth"] == 0:
+                torch.set_num_threads(_THREADS_STATE["saved"])

@@ -79,14 +79,13 @@ from __future__ import annotations
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from ._backend import check_same_device, is_torch, like, resolve_device, to_numpy
+from ._backend import check_same_device, is_torch, like, resolve_device, to_numpy, torch_num_threads
 from ._validation import check_array, check_choice, check_finite, check_int, check_nonnegative_scalar
 
 __all__ = [
@@ -595,32 +594,6 @@ def _block_shape(block_size, memory_budget: int, n: int, m: int, d: int, filt_by
     return bx, by
 
 
-_THREADS_LOCK = threading.Lock()
-_THREADS_STATE = {"depth": 0, "saved": 1}
-
-
-@contextmanager
-def _single_threaded_kernels():
-    """Run torch's CPU kernels single-threaded while our own worker threads are active.
-
-    ``torch.set_num_threads`` is process-wide, so nested/concurrent scans (e.g. several Dask
-    worker threads) share one counter: the first entry saves the setting, the last exit
-    restores it.
-    """
-    with _THREADS_LOCK:
-        if _THREADS_STATE["depth"] == 0:
-            _THREADS_STATE["saved"] = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _THREADS_STATE["depth"] += 1
-    try:
-        yield
-    finally:
-        with _THREADS_LOCK:
-            _THREADS_STATE["depth"] -= 1
-            if _THREADS_STATE["depth"] == 0:
-                torch.set_num_threads(_THREADS_STATE["saved"])
-
-
 def _scan(prep: _Prepared, sq_threshold: float, block_size, memory_budget: int, progress,
           desc: str, reduce_block, num_threads: int | None = None) -> list:
     """Run the blocked filter + exact recomputation over all pairs.
@@ -689,7 +662,7 @@ def _scan(prep: _Prepared, sq_threshold: float, block_size, memory_budget: int, 
     out: list = []
     try:
         if on_cpu:
-            with _single_threaded_kernels():
+            with torch_num_threads(1):
                 if workers == 1:
                     for r0 in starts:
                         out.extend(run_row_block(r0))

@@ -24,8 +24,20 @@ Input conventions
 
 Exact multiplication
 --------------------
-Products are computed by a batched floating-point FFT over the whole batch, made
-*provably exact* by splitting coefficients into ``k`` limbs of ``b`` bits,
+Two exact kernels, both batched; :meth:`PolyRing.mul` picks one (``method=``).
+
+*Power-of-two moduli* :math:`n \mid 2^{16}` (images over :math:`\mathbb{Z}_{256}`):
+a compiled schoolbook product (the optional C extension ``geoalign._ringmul``,
+built by ``pip install`` where a C compiler exists; see
+:data:`HAVE_COMPILED_KERNEL`).  It computes in 16-bit wrap-around arithmetic,
+which is exact modulo every divisor of :math:`2^{16}` with no rounding at all,
+and vectorises *across the batch*: 32 polynomials share each SIMD multiply-add
+(AVX-512BW or AVX2, chosen at run time).  Its cost is :math:`L_P L_Q` per
+product, so it is used up to :math:`L_P L_Q = 2^{18}` and the FFT beyond.
+
+*Every modulus* :math:`n < 2^{31}`: a floating-point FFT over the whole batch
+(torch's FFT, on any device), made *provably exact* by splitting coefficients
+into ``k`` limbs of ``b`` bits,
 :math:`a = \sum_i a^{(i)} 2^{bi}`.  For an FFT of length :math:`N = 2^m` the
 classical bound (Percival 2003; Brent, Percival & Zimmermann 2007) on the error
 of a float64 convolution is
@@ -62,17 +74,24 @@ from __future__ import annotations
 import math
 import numbers
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
-from scipy import fft as _sfft
 
-from ._backend import check_same_device, default_num_threads, is_torch, namespace, to_numpy, to_torch
+from ._backend import (check_same_device, default_num_threads, is_torch, namespace, to_numpy, to_torch,
+                       torch_module, torch_num_threads)
 from ._validation import check_choice, check_finite, check_int
+
+try:  # optional compiled kernel (built by `pip install` where a C compiler exists)
+    from . import _ringmul
+except ImportError:  # pragma: no cover - depends on the build
+    _ringmul = None
 
 __all__ = [
     "MAX_MODULUS",
+    "HAVE_COMPILED_KERNEL",
     "PolyRing",
     "PolyDivMod",
     "encode_image",
@@ -92,8 +111,13 @@ _EPS = 2.0**-53
 _SAFE_ERROR = 0.125  # 4x below the 1/2 that rounding tolerates
 _MAGIC = 6755399441055744.0  # 1.5 * 2^52: adding it rounds |x| < 2^51 to an integer in the low bits
 _MAGIC_INT = int(np.float64(_MAGIC).view(np.int64))
-_BLOCK_ELEMENTS = 1 << 18  # float64 values per operand per block (2 MiB): stays in cache
+_BLOCK_ELEMENTS = 1 << 17  # float64 values per operand per block (1 MiB): stays in the L2 cache
 _DIRECT_MAX_LENGTH = 16  # schoolbook product when the shorter factor is at most this long
+_SIMD_MAX_MODULUS = 1 << 16  # the compiled kernel computes modulo 2^16
+_SIMD_MAX_WORK = 1 << 18  # L_P * L_Q up to which the compiled schoolbook beats the FFT (measured: 512 x 512)
+
+#: True if the compiled kernel ``geoalign._ringmul`` (``PolyRing.mul(method="simd")``) is built.
+HAVE_COMPILED_KERNEL = _ringmul is not None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -160,22 +184,38 @@ def _check_poly_shape(P: Any, name: str) -> None:
                          f"got shape {tuple(P.shape)}")
 
 
-def _reduce(x: Any, n: int):
-    """Coefficients mod n as int64 in [0, n) (x already integer)."""
+def _reduce(x: Any, n: int, copy: bool = True):
+    """Coefficients mod n as int64 in [0, n) (x already integer).
+
+    Integer division is slow (~5 ns per int64), so a power-of-two modulus uses a
+    mask (exact in two's complement, negatives included) and coefficients already
+    in range are only checked (copied unless ``copy=False``).
+    """
     if is_torch(x):
         import torch
 
+        if n & (n - 1) == 0:
+            return torch.bitwise_and(x, n - 1)
+        if x.numel() and 0 <= int(x.min()) and int(x.max()) < n:
+            return x.clone() if copy else x
         return torch.remainder(x, n)
     if x.dtype == np.uint64:  # values >= 2^63 would wrap when cast first
         return (x % np.uint64(n)).astype(np.int64)
-    return np.remainder(x.astype(np.int64, copy=False), n)
+    x = x.astype(np.int64, copy=False)
+    if n & (n - 1) == 0:
+        return np.bitwise_and(x, n - 1)
+    if x.size and 0 <= x.min() and x.max() < n:
+        return x.copy() if copy else x
+    return np.remainder(x, n)
 
 
-def _coerce(named: dict[str, Any], n: int, min_ndim: int = 1):
+def _coerce(named: dict[str, Any], n: int, min_ndim: int = 1, reduce: bool = True):
     """Validate integer inputs, unify backend/device, reduce mod n.
 
     Returns ``(values, xp, device)`` where ``values`` are int64 arrays (NumPy) or
-    tensors on one device (torch if any input is a tensor).
+    tensors on one device (torch if any input is a tensor).  With ``reduce=False``
+    the values are validated integers of any integer dtype, not reduced (possibly
+    the caller's own arrays: read only).
     """
     check_same_device(**{k: v for k, v in named.items() if is_torch(v)})
     xp = namespace(*named.values())
@@ -187,7 +227,7 @@ def _coerce(named: dict[str, Any], n: int, min_ndim: int = 1):
             _check_poly_shape(v, name)
         if xp is not np:
             v = to_torch(v, device=device)
-        out.append(_reduce(v, n))
+        out.append(_reduce(v, n) if reduce else v)
     return out, xp, device
 
 
@@ -257,91 +297,66 @@ def _limb_plan(n: int, len_a: int, len_b: int, nfft: int) -> tuple[int, int]:
                      "float64 FFT product even with 1-bit limbs; use method='direct'")
 
 
-class _NumpyFFT:
-    @staticmethod
-    def rfft(x, nfft):
-        return _sfft.rfft(x, nfft, axis=-1)
+def _fill_limbs(x, n: int, bits: int, k: int, buf, stride: int) -> None:
+    """Write the ``k`` limbs of ``x mod n`` into rows ``[i*stride, i*stride + r)`` of ``buf``.
 
-    @staticmethod
-    def irfft(X, nfft):
-        return _sfft.irfft(X, nfft, axis=-1, overwrite_x=True)
-
-    @staticmethod
-    def to_float(x):
-        return x.astype(np.float64)
-
-    @staticmethod
-    def magic_bits(c):
-        return (c + _MAGIC).view(np.int64)
-
-    @staticmethod
-    def round_int(c):
-        v = (c + _MAGIC).view(np.int64)
-        v -= _MAGIC_INT
-        return v
-
-
-class _TorchFFT:
-    @staticmethod
-    def rfft(x, nfft):
-        import torch
-
-        return torch.fft.rfft(x, nfft, dim=-1)
-
-    @staticmethod
-    def irfft(X, nfft):
-        import torch
-
-        return torch.fft.irfft(X, nfft, dim=-1)
-
-    @staticmethod
-    def to_float(x):
-        import torch
-
-        return x.to(torch.float64)
-
-    @staticmethod
-    def magic_bits(c):
-        import torch
-
-        return (c + _MAGIC).contiguous().view(torch.int64)
-
-    @staticmethod
-    def round_int(c):
-        return _TorchFFT.magic_bits(c) - _MAGIC_INT
+    ``x`` is an integer tensor block (r, L), any integers; ``buf`` a float64
+    workspace of ``nfft`` columns whose columns past ``L`` stay zero (the zero
+    padding: every block writes the same columns).
+    """
+    r, L = x.shape
+    if k == 1:  # residues already fit one limb
+        view = buf[:r, :L]
+        if view.device.type != "cpu":
+            view.copy_(_reduce(x, n, copy=False))
+            return
+        # Inputs are usually residues already: check the converted (cache-resident)
+        # block instead of reducing every coefficient.
+        view.copy_(x)
+        lo, hi = torch_module().aminmax(view)
+        if lo < 0 or hi >= n:
+            view.copy_(_reduce(x, n, copy=False))
+        return
+    x = _reduce(x, n, copy=False)
+    mask = (1 << bits) - 1
+    for i in range(k):
+        buf[i * stride:i * stride + r, :L].copy_((x >> (bits * i)) & mask)
 
 
-def _fft_mul_rows(a, b, n: int, nfft: int, bits: int, k: int, out_len: int, ops, fa=None, fb=None):
-    """Exact product of row blocks ``a`` (ra, La) and ``b`` (rb, Lb), ra/rb equal or 1."""
-    FA = fa if fa is not None else _fft_mul_spectra(a, bits, k, nfft, ops)
-    FB = fb if fb is not None else _fft_mul_spectra(b, bits, k, nfft, ops)
+def _limb_spectra(x, n: int, bits: int, k: int, nfft: int) -> list:
+    """Spectra of the ``k`` limbs of ``x mod n``, each shape=[rows, nfft // 2 + 1]."""
+    torch = torch_module()
+    buf = torch.zeros((k * x.shape[0], nfft), dtype=torch.float64, device=x.device)
+    _fill_limbs(x, n, bits, k, buf, x.shape[0])
+    F = torch.fft.rfft(buf)
+    return list(F.split(x.shape[0]))
+
+
+def _fft_mul_rows(n: int, nfft: int, bits: int, k: int, FA: list, FB: list, out) -> None:
+    """Round the limb convolutions of spectra ``FA``, ``FB`` and write the residues into ``out``."""
+    torch = torch_module()
+    out_len = out.shape[-1]
+    if k == 1:
+        c = torch.fft.irfft(FA[0].mul_(FB[0]), nfft)  # FA is this block's own spectrum
+        # The low bits of (c + 1.5*2^52) are the rounded integer (two's complement).
+        c = c.add_(_MAGIC).view(torch.int64)[:, :out_len]
+        if n & (n - 1) == 0:  # ... and for a power-of-two modulus already the residue
+            torch.bitwise_and(c, n - 1, out=out)
+        else:
+            torch.remainder(c.sub_(_MAGIC_INT), n, out=out)
+        return
     result = None
     for s in range(2 * k - 1):
         S = None
         for i in range(max(0, s - k + 1), min(s, k - 1) + 1):
-            if S is None:
-                S = FA[i] * FB[s - i]
-            else:
-                S += FA[i] * FB[s - i]
-        c = ops.irfft(S, nfft)[..., :out_len]
-        if k == 1 and n & (n - 1) == 0:
-            # The low bits of (c + 1.5*2^52) are the rounded integer (two's complement):
-            # for a power-of-two modulus they are already the residue.
-            return ops.magic_bits(c) & (n - 1)
-        c = ops.round_int(c) % n
-        if k == 1:
-            return c
+            term = FA[i] * FB[s - i]
+            S = term if S is None else S.add_(term)
+        c = torch.fft.irfft(S, nfft).add_(_MAGIC).view(torch.int64)[:, :out_len]
+        c = torch.remainder(c - _MAGIC_INT, n)
         if s:
-            c = c * pow(2, bits * s, n) % n
-        result = c if result is None else (result + c) % n
-    return result
-
-
-def _fft_mul_spectra(x, bits, k, nfft, ops):
-    if k == 1:  # coefficients already fit one limb
-        return [ops.rfft(ops.to_float(x), nfft)]
-    mask = (1 << bits) - 1
-    return [ops.rfft(ops.to_float((x >> (bits * i)) & mask), nfft) for i in range(k)]
+            c = c.mul_(pow(2, bits * s, n)).remainder_(n)
+        result = c if result is None else result.add_(c).remainder_(n)
+    out.copy_(result)
 
 
 def _direct_mul(a, b, n: int):
@@ -384,9 +399,11 @@ class PolyRing:
         Modulus, :math:`2 \le n < 2^{31}`.  Composite moduli are allowed;
         operations needing inverses then raise for non-units.
     num_threads : int, optional
-        Threads for blocked NumPy FFT products (default: all available, see
-        :func:`geoalign._backend.default_num_threads`).  Torch inputs use torch's
-        own intra-op threads.
+        CPU threads for FFT products (default: all available, see
+        :func:`geoalign._backend.default_num_threads`).  Products run block by
+        block on torch's intra-op threads, set to this number for the duration of
+        the call (``torch.set_num_threads`` is process-wide: the previous setting
+        is restored afterwards).
 
     Attributes
     ----------
@@ -534,63 +551,144 @@ class PolyRing:
         P : array-like or torch.Tensor, shape=[..., L_P]
         Q : array-like or torch.Tensor, shape=[..., L_Q]
             Leading dimensions broadcast; degrees may differ.
-        method : {"auto", "fft", "direct"}
-            ``"fft"``: limb-split float64 FFT over the whole batch (provably exact,
-            see the module docstring); ``"direct"``: schoolbook int64 product;
-            ``"auto"``: direct when the shorter factor has at most 16
-            coefficients (or the device lacks float64, e.g. MPS), FFT otherwise.
+        method : {"auto", "simd", "fft", "direct"}
+            ``"simd"``: compiled schoolbook vectorised across the batch, with
+            exact wrap-around arithmetic modulo :math:`2^{16}` (power-of-two
+            moduli :math:`n \le 2^{16}`, e.g. :math:`\mathbb{Z}_{256}`; CPU; needs
+            the optional extension ``geoalign._ringmul``, see
+            :data:`HAVE_COMPILED_KERNEL`); ``"fft"``: limb-split float64 FFT
+            over the whole batch (provably exact, see the module docstring);
+            ``"direct"``: schoolbook int64 product in NumPy/torch;
+            ``"auto"``: ``"simd"`` where it applies and :math:`L_P L_Q \le 2^{18}`
+            (beyond, the FFT's :math:`O(L\log L)` wins), else direct when the
+            shorter factor has at most 16 coefficients (or the device lacks
+            float64, e.g. MPS), else FFT.
 
         Returns
         -------
         PQ : int64, shape=[..., L_P + L_Q - 1]
             Bit-exact coefficients in ``[0, n)``.
+
+        Raises
+        ------
+        ValueError
+            ``method="simd"`` where it does not apply (modulus, device or
+            missing extension: the message says which).
         """
-        check_choice(method, "method", ("auto", "fft", "direct"))
-        (p, q), xp, device = _coerce({"P": P, "Q": Q}, self.n)
+        check_choice(method, "method", ("auto", "simd", "fft", "direct"))
+        # Unreduced: each kernel reduces its cache-sized blocks (or needs no reduction).
+        (p, q), xp, device = _coerce({"P": P, "Q": Q}, self.n, reduce=False)
         La, Lb = p.shape[-1], q.shape[-1]
+        on_cpu = device is None or device.type == "cpu"
+        if method == "simd":
+            why = self._simd_unavailable(on_cpu)
+            if why:
+                raise ValueError(f"method='simd' is not available: {why}; use method='fft' or 'auto'")
         if method == "auto":
-            no_f64 = device is not None and getattr(device, "type", "") == "mps"
-            method = "direct" if (min(La, Lb) <= _DIRECT_MAX_LENGTH or no_f64) else "fft"
+            no_f64 = device is not None and device.type == "mps"
+            if not self._simd_unavailable(on_cpu) and La * Lb <= _SIMD_MAX_WORK:
+                method = "simd"
+            else:
+                method = "direct" if (min(La, Lb) <= _DIRECT_MAX_LENGTH or no_f64) else "fft"
+        if method == "simd":
+            return self._simd_mul(p, q, xp)
         if method == "direct":
-            return _direct_mul(p, q, self.n)
+            return _direct_mul(_reduce(p, self.n, copy=False), _reduce(q, self.n, copy=False), self.n)
         return self._fft_mul(p, q, xp)
 
+    def _simd_unavailable(self, on_cpu: bool) -> str:
+        """Why the compiled kernel cannot compute this product ('' if it can)."""
+        if _ringmul is None:
+            return "the compiled extension geoalign._ringmul was not built (no C compiler at install time)"
+        if self.n & (self.n - 1) or self.n > _SIMD_MAX_MODULUS:
+            return f"the modulus must be a power of two <= 2^16, got n={self.n}"
+        if not on_cpu:
+            return "the compiled kernel runs on the CPU only (tensors on an accelerator use the FFT)"
+        return ""
+
+    def _simd_mul(self, p, q, xp):
+        La, Lb = p.shape[-1], q.shape[-1]
+        batch = _batch_shape(p, q)
+        rows = int(np.prod(batch, dtype=np.int64))
+        if xp is not np:  # CPU tensors: zero-copy NumPy views
+            p, q = p.numpy(), q.numpy()
+
+        def as_rows(x):  # int64 C-contiguous rows; a single row stays one (broadcast in C)
+            x = x if x.dtype == np.int64 else _reduce(x, self.n)
+            return np.ascontiguousarray(_broadcast_rows(x, batch))
+
+        a, b = as_rows(p), as_rows(q)
+        out = np.empty((rows, La + Lb - 1), dtype=np.int64)
+        # Row chunks (multiples of the 32 SIMD lanes) on threads: the kernel releases the GIL.
+        chunk = max(32, -(-rows // (32 * self.num_threads)) * 32)
+        starts = range(0, rows, chunk)
+
+        def run(start: int) -> None:
+            stop = min(start + chunk, rows)
+            _ringmul.mul_pow2(a if a.shape[0] == 1 else a[start:stop],
+                              b if b.shape[0] == 1 else b[start:stop], out[start:stop], self.n)
+
+        if len(starts) > 1:
+            with ThreadPoolExecutor(min(self.num_threads, len(starts))) as pool:
+                list(pool.map(run, starts))
+        elif rows:
+            run(0)
+        out = out.reshape(batch + (La + Lb - 1,))
+        return out if xp is np else to_torch(out)
+
+
     def _fft_mul(self, p, q, xp):
+        torch = torch_module()
         n = self.n
         La, Lb = p.shape[-1], q.shape[-1]
         out_len = La + Lb - 1
         nfft = 1 << max(out_len - 1, 1).bit_length()
         bits, k = _limb_plan(n, La, Lb, nfft)
         batch = _batch_shape(p, q)
-        a, b = _broadcast_rows(p, batch), _broadcast_rows(q, batch)
         rows = int(np.prod(batch, dtype=np.int64))
-        ops = _NumpyFFT if xp is np else _TorchFFT
+        # NumPy inputs run through the same torch kernels on zero-copy CPU views.
         if xp is np:
             out = np.empty((rows, out_len), dtype=np.int64)
+            if p.dtype != np.int64 or q.dtype != np.int64:  # e.g. uint8 images, uint64
+                p, q = _reduce(p, n), _reduce(q, n)
+            p, q, out_t = (torch.from_numpy(np.ascontiguousarray(p)),
+                           torch.from_numpy(np.ascontiguousarray(q)), torch.from_numpy(out))
         else:
-            out = xp.empty((rows, out_len), dtype=xp.int64, device=p.device)
-        if rows == 0:
-            return out.reshape(batch + (out_len,))
-        # A single-row operand is transformed once and broadcast in the frequency domain.
-        fa = _fft_mul_spectra(a, bits, k, nfft, ops) if a.shape[0] == 1 else None
-        fb = _fft_mul_spectra(b, bits, k, nfft, ops) if b.shape[0] == 1 else None
-        block = max(1, _BLOCK_ELEMENTS // (nfft * k))
-
-        def run(start: int) -> None:
-            stop = min(start + block, rows)
-            ab = a if a.shape[0] == 1 else a[start:stop]
-            bb = b if b.shape[0] == 1 else b[start:stop]
-            out[start:stop] = _fft_mul_rows(ab, bb, n, nfft, bits, k, out_len, ops, fa, fb)
-
-        starts = range(0, rows, block)
-        if xp is np and self.num_threads > 1 and len(starts) > 1:
-            # scipy.fft and numpy ufuncs release the GIL: blocks run in parallel.
-            with ThreadPoolExecutor(min(self.num_threads, len(starts))) as pool:
-                list(pool.map(run, starts))
-        else:
-            for s in starts:
-                run(s)
+            out = out_t = torch.empty((rows, out_len), dtype=torch.int64, device=p.device)
+        if rows:
+            a, b = _broadcast_rows(p, batch), _broadcast_rows(q, batch)
+            on_cpu = out_t.device.type == "cpu"
+            with torch_num_threads(self.num_threads) if on_cpu else nullcontext():
+                self._fft_mul_blocks(a, b, out_t, rows, nfft, bits, k)
         return out.reshape(batch + (out_len,))
+
+    def _fft_mul_blocks(self, a, b, out, rows, nfft, bits, k):
+        torch = torch_module()
+        n = self.n
+        block = max(1, min(rows, _BLOCK_ELEMENTS // (nfft * k)))
+        # A single-row operand is transformed once and broadcast in the frequency domain.
+        fa = _limb_spectra(a, n, bits, k, nfft) if a.shape[0] == 1 else None
+        fb = _limb_spectra(b, n, bits, k, nfft) if b.shape[0] == 1 else None
+        if fa is not None and fb is not None:  # one row times one row
+            _fft_mul_rows(n, nfft, bits, k, fa, fb, out)
+            return
+        own = [x for x, f in ((a, fa), (b, fb)) if f is None]
+        # The limbs of both operands share one workspace and one batched transform:
+        # operand j, limb i at rows (j*k + i)*block + [0, r).
+        buf = torch.zeros((len(own) * k * block, nfft), dtype=torch.float64, device=out.device)
+        for start in range(0, rows, block):
+            stop = min(start + block, rows)
+            r = stop - start
+            for j, x in enumerate(own):
+                _fill_limbs(x[start:stop], n, bits, k, buf[j * k * block:], block)
+            F = torch.fft.rfft(buf[:(len(own) * k - 1) * block + r])
+            spectra = [[F[(j * k + i) * block:(j * k + i) * block + r] for i in range(k)]
+                       for j in range(len(own))]
+            if fa is None and fb is None:
+                FA, FB = spectra
+            else:  # the block's own spectra come first: they are the ones overwritten
+                FA, FB = spectra[0], (fa if fa is not None else fb)
+            _fft_mul_rows(n, nfft, bits, k, FA, FB, out[start:stop])
 
     def truncate(self, P: Any, N: int):
         r"""``P mod x^N``: the first ``N`` coefficients (zero-padded), shape=[..., N]."""

@@ -3,13 +3,16 @@
 python-flint is only asked for +, -, * with composite moduli (its division and gcd
 can abort the interpreter for composite n); division/gcd references use prime n.
 """
+import os
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geoalign.rings import MAX_MODULUS, PolyDivMod, PolyRing, _limb_plan, fft_error_bound
+import geoalign.rings as rings
+from geoalign.rings import HAVE_COMPILED_KERNEL, MAX_MODULUS, PolyDivMod, PolyRing, _limb_plan, fft_error_bound
 
 flint = pytest.importorskip("flint")
 sympy = pytest.importorskip("sympy")
@@ -17,6 +20,11 @@ sympy = pytest.importorskip("sympy")
 SPECIAL_MODULI = [2, 3, 17, 256, 30522, 65536, 65537, 2**30, 2**31 - 1, 2**31 - 2]
 moduli = st.one_of(st.sampled_from(SPECIAL_MODULI), st.integers(2, MAX_MODULUS - 1))
 PRIMES = [2, 3, 17, 65537, 2**31 - 1]
+needs_kernel = pytest.mark.skipif(not HAVE_COMPILED_KERNEL, reason="geoalign._ringmul not built")
+
+
+def simd_applies(n):
+    return HAVE_COMPILED_KERNEL and n & (n - 1) == 0 and n <= 2**16
 
 
 def flint_mul(a, b, n):
@@ -103,12 +111,16 @@ def test_arithmetic_reduces_any_integers():
 
 # --------------------------------------------------------------------------- multiplication
 @given(n=moduli, la=st.integers(1, 301), lb=st.integers(1, 301), batch=st.integers(1, 3),
-       seed=st.integers(0, 2**32 - 1), method=st.sampled_from(["auto", "fft", "direct"]))
+       seed=st.integers(0, 2**32 - 1), method=st.sampled_from(["auto", "simd", "fft", "direct"]))
 def test_mul_matches_flint(n, la, lb, batch, seed, method):
     R = PolyRing(n)
     rng = np.random.default_rng(seed)
     A = rng.integers(0, n, (batch, la))
     B = rng.integers(0, n, (batch, lb))
+    if method == "simd" and not simd_applies(n):
+        with pytest.raises(ValueError, match="method='simd' is not available"):
+            R.mul(A, B, method=method)
+        return
     C = R.mul(A, B, method=method)
     assert C.shape == (batch, la + lb - 1) and C.dtype == np.int64
     for i in range(batch):
@@ -150,6 +162,90 @@ def test_mul_broadcasting_and_one_to_many():
     many = R.random((50,), 30, seed=4)
     np.testing.assert_array_equal(R.mul(single, many), R.mul(np.broadcast_to(single, many.shape), many))
     np.testing.assert_array_equal(R.mul(many, single, method="fft"), R.mul(many, single, method="direct"))
+
+
+# --------------------------------------------------------------------------- compiled kernel
+def test_compiled_kernel_is_built_where_required():
+    # CI sets GEOALIGN_REQUIRE_COMPILED=1: a silently failed build must not hide behind skips.
+    if os.environ.get("GEOALIGN_REQUIRE_COMPILED") == "1":
+        assert HAVE_COMPILED_KERNEL, "geoalign._ringmul was not built (C compiler or Python headers missing?)"
+
+
+@needs_kernel
+@settings(max_examples=40)
+@given(e=st.integers(1, 16), la=st.integers(1, 300), lb=st.integers(1, 300), batch=st.integers(1, 70),
+       seed=st.integers(0, 2**32 - 1))
+def test_simd_matches_flint_for_any_integers(e, la, lb, batch, seed):
+    # Any int64 inputs (negative, >= n): residues mod 2^16 wrap exactly; batch sizes cross
+    # the 32 SIMD lanes (partial last block).
+    n = 2**e
+    rng = np.random.default_rng(seed)
+    A = rng.integers(-2**62, 2**62, (batch, la))
+    B = rng.integers(-2**62, 2**62, (batch, lb))
+    C = PolyRing(n).mul(A, B, method="simd")
+    assert C.shape == (batch, la + lb - 1) and C.dtype == np.int64
+    for i in range(0, batch, 7):
+        assert as_list(C[i]) == flint_mul(A[i] % n, B[i] % n, n)
+    np.testing.assert_array_equal(C, PolyRing(n).mul(A, B, method="fft"))
+
+
+@needs_kernel
+@pytest.mark.parametrize("n", [2, 256, 65536])
+def test_simd_worst_case_and_dtypes(n):
+    R = PolyRing(n)
+    A = np.full((40, 256), n - 1)  # every product and sum at its largest
+    ref = [flint_mul(A[0], A[0], n)]
+    C = R.mul(A, A, method="simd")
+    assert all(as_list(c) == ref[0] for c in C)
+    u8 = np.random.default_rng(0).integers(0, 256, (33, 64)).astype(np.uint8)  # images' dtype
+    np.testing.assert_array_equal(R.mul(u8, u8, method="simd"), R.mul(u8.astype(np.int64), u8, method="direct"))
+
+
+@needs_kernel
+def test_simd_broadcasting_threads_and_torch():
+    R1, R3 = PolyRing(256, num_threads=1), PolyRing(256, num_threads=3)
+    A = R1.random((3, 1), 40, seed=1)
+    B = R1.random((1, 4), 25, seed=2)
+    C = R1.mul(A, B, method="simd")
+    assert C.shape == (3, 4, 66)
+    np.testing.assert_array_equal(C, R1.mul(A, B, method="direct"))
+    single, many = R1.random((), 300, seed=3), R1.random((1000,), 200, seed=4)
+    ref = R1.mul(many, single, method="fft")
+    np.testing.assert_array_equal(R1.mul(many, single, method="simd"), ref)
+    np.testing.assert_array_equal(R3.mul(single, many, method="simd"), ref)  # row chunks on threads
+    got = R3.mul(torch.from_numpy(many), torch.from_numpy(single))
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.int64
+    np.testing.assert_array_equal(got.numpy(), ref)
+    assert R1.mul(np.zeros((0, 5), np.int64), np.ones((0, 3), np.int64), method="simd").shape == (0, 7)
+
+
+def test_simd_unavailable_is_explained(monkeypatch):
+    with pytest.raises(ValueError, match="power of two <= 2\\^16, got n=30522"):
+        PolyRing(30522).mul([1, 2], [3, 4], method="simd")
+    with pytest.raises(ValueError, match="power of two <= 2\\^16, got n=131072"):
+        PolyRing(2**17).mul([1, 2], [3, 4], method="simd")
+    monkeypatch.setattr(rings, "_ringmul", None)  # as if built without a C compiler
+    R = PolyRing(256)
+    with pytest.raises(ValueError, match="was not built"):
+        R.mul([1, 2], [3, 4], method="simd")
+    A = R.random(5, 40, seed=0)
+    np.testing.assert_array_equal(R.mul(A, A), R.mul(A, A, method="direct"))  # auto falls back
+
+
+@needs_kernel
+def test_kernel_checks_its_arguments():
+    from geoalign import _ringmul
+
+    a, out = np.zeros((4, 3), np.int64), np.zeros((4, 5), np.int64)
+    _ringmul.mul_pow2(a, a, out, 256)
+    with pytest.raises(ValueError, match="power of two"):
+        _ringmul.mul_pow2(a, a, out, 255)
+    with pytest.raises(ValueError, match="int64"):
+        _ringmul.mul_pow2(a.astype(np.int32), a, out, 256)
+    with pytest.raises(ValueError, match="do not match"):
+        _ringmul.mul_pow2(a, a, np.zeros((4, 6), np.int64), 256)
+    with pytest.raises(ValueError, match="do not match"):
+        _ringmul.mul_pow2(a[:2], a, out, 256)
 
 
 def test_mul_blocks_and_threads_agree():
