@@ -58,8 +58,9 @@ rounding threshold 1/2), so rounding recovers every integer exactly.  Examples
 (degree 255 times degree 255, :math:`N = 512`): :math:`\mathbb{Z}_{256}` and
 :math:`\mathbb{Z}_{30522}` need one limb (:math:`E \approx 3\cdot10^{-7}` and
 :math:`5\cdot10^{-3}`), :math:`n \approx 2^{31}` needs two 16-bit limbs
-(:math:`E \approx 0.04`).  Limb convolutions are reduced mod ``n`` as ``int64`` and
-recombined with :math:`(c_s \bmod n)(2^{bs} \bmod n) < 2^{62}`, so nothing
+(:math:`E \approx 0.04`).  The rounded limb convolutions :math:`c_s` are recombined by
+Horner's rule in the limb base, :math:`u \leftarrow (u\,2^b + c_s) \bmod n` from the
+top one down, with :math:`u\,2^b + c_s < 2^{31+16} + 2^{51}` in int64, so nothing
 overflows.  Very short factors use a direct integer (schoolbook) product instead.
 
 Embeddings into :math:`\mathbb{R}^d`
@@ -345,18 +346,17 @@ def _fft_mul_rows(n: int, nfft: int, bits: int, k: int, FA: list, FB: list, out)
         else:
             torch.remainder(c.sub_(_MAGIC_INT), n, out=out)
         return
-    result = None
-    for s in range(2 * k - 1):
+    # Horner in the limb base from the top limb convolution down, one reduction each:
+    # u < n < 2^31 and b <= 16 bits (k >= 2) keep u * 2^b + c_s below 2^63.
+    u = None
+    for s in reversed(range(2 * k - 1)):
         S = None
         for i in range(max(0, s - k + 1), min(s, k - 1) + 1):
             term = FA[i] * FB[s - i]
             S = term if S is None else S.add_(term)
-        c = torch.fft.irfft(S, nfft).add_(_MAGIC).view(torch.int64)[:, :out_len]
-        c = torch.remainder(c - _MAGIC_INT, n)
-        if s:
-            c = c.mul_(pow(2, bits * s, n)).remainder_(n)
-        result = c if result is None else result.add_(c).remainder_(n)
-    out.copy_(result)
+        c = torch.fft.irfft(S, nfft).add_(_MAGIC).view(torch.int64)[:, :out_len].sub_(_MAGIC_INT)
+        u = torch.remainder(c if u is None else u.mul_(1 << bits).add_(c), n)
+    out.copy_(u)
 
 
 def _direct_mul(a, b, n: int):
