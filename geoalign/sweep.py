@@ -1051,6 +1051,13 @@ class BlockedFiberProduct:
         ``(len(X), len(Y))``.
     eps : float
     n_blocks : int
+    metric : str
+        The join's ``metric`` (``"euclidean"`` unless one was passed).
+
+    Notes
+    -----
+    :meth:`to_sparse` and :meth:`precision_recall` are those of
+    :class:`geoalign.fiber.FiberProduct` (see :meth:`as_fiber_product`).
     """
 
     pairs: np.ndarray
@@ -1059,6 +1066,21 @@ class BlockedFiberProduct:
     shape: tuple
     eps: float
     n_blocks: int
+    metric: str = "euclidean"
+
+    def as_fiber_product(self):
+        """The same pairs as a :class:`geoalign.fiber.FiberProduct` (imports torch)."""
+        from .fiber import FiberProduct
+
+        return FiberProduct(self.pairs, self.distances, self.eps, self.metric, tuple(self.shape))
+
+    def to_sparse(self, format: str = "csr"):
+        """Sparse distance matrix (explicit zeros kept), see :meth:`FiberProduct.to_sparse`."""
+        return self.as_fiber_product().to_sparse(format)
+
+    def precision_recall(self, true_pairs: Any):
+        """Precision/recall against ground-truth pairs, see :meth:`FiberProduct.precision_recall`."""
+        return self.as_fiber_product().precision_recall(true_pairs)
 
     @property
     def rho(self) -> float:
@@ -1130,6 +1152,7 @@ def distributed_fiber_product(X: Any, Y: Any, eps: float, client_or_scheduler: A
         # the workers are the parallelism: single-threaded kernels, no progress bar per block
         kwargs = {"num_threads": 1, "progress": False, **kwargs}
     X, Y = to_numpy(X), to_numpy(Y)
+    metric = str(kwargs.get("metric", "euclidean"))
     if client_or_scheduler is None:
         raise ValueError("client_or_scheduler is required: a distributed.Client or 'tcp://host:port'")
     client, close = connect_client(client_or_scheduler, timeout=connect_timeout)
@@ -1137,7 +1160,7 @@ def distributed_fiber_product(X: Any, Y: Any, eps: float, client_or_scheduler: A
         starts = list(range(0, X.shape[0], block_rows))
         if not starts or Y.shape[0] == 0:
             return BlockedFiberProduct(np.empty((0, 2), np.int64), np.empty(0, X.dtype), 0,
-                                       (X.shape[0], Y.shape[0]), eps, 0)
+                                       (X.shape[0], Y.shape[0]), eps, 0, metric)
         # hash=False: equal data scattered by an earlier call must not share (and lose) its key
         y_future = client.scatter(Y, broadcast=True, hash=False)
         blocks = client.scatter([X[i0:i0 + block_rows] for i0 in starts], hash=False)
@@ -1149,7 +1172,8 @@ def distributed_fiber_product(X: Any, Y: Any, eps: float, client_or_scheduler: A
     pairs = np.concatenate([p for p, _ in parts], axis=0)
     distances = np.concatenate([dist for _, dist in parts], axis=0)
     return BlockedFiberProduct(pairs=pairs, distances=distances, count=int(pairs.shape[0]),
-                               shape=(X.shape[0], Y.shape[0]), eps=eps, n_blocks=len(starts))
+                               shape=(X.shape[0], Y.shape[0]), eps=eps, n_blocks=len(starts),
+                               metric=metric)
 
 
 # --------------------------------------------------------------------------- CLI

@@ -198,6 +198,15 @@ def test_distributed_join_with_geoalign_fiber(client, rng):
     np.testing.assert_allclose(got.distances, ref.distances, rtol=1e-6, atol=1e-6)
     whole = fiber.fiber_product(X, Y, eps)
     assert got.count == whole.count
+    # the blocked result answers like the single-machine one
+    truth = np.c_[np.arange(250), np.arange(250)]
+    assert got.precision_recall(truth) == whole.precision_recall(truth)
+    a, b = got.to_sparse(), whole.to_sparse()
+    assert a.shape == b.shape == (300, 250) and a.nnz == b.nnz == whole.count
+    np.testing.assert_allclose(a.toarray(), b.toarray(), rtol=1e-6, atol=1e-6)
+    cos = distributed_fiber_product(X, Y, 0.5, client, block_rows=64, metric="cosine")
+    assert cos.metric == "cosine" and cos.as_fiber_product().metric == "cosine"
+    assert cos.count == fiber.fiber_product(X, Y, 0.5, metric="cosine").count
 
 
 def test_distributed_join_accepts_torch_tensors(client, rng):
