@@ -54,6 +54,9 @@ def run_cli(args: argparse.Namespace) -> int:
                 "pandas", "tqdm", "dask", "distributed", "flint", "faiss"):
         print(f"  {mod:<11} {_version(mod)}")
     print(f"cpu threads available: {default_num_threads()}")
+    from .rings import HAVE_COMPILED_KERNEL
+
+    print(f"compiled ring kernel (Z_2^k products): {'built' if HAVE_COMPILED_KERNEL else 'not built (FFT only)'}")
     try:
         import torch
 

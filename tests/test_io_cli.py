@@ -34,7 +34,7 @@ def test_geomstats_imports_through_shim():
 def test_cli_info(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
-    assert "geoalign" in out and "numpy" in out and "cpu threads" in out
+    assert "geoalign" in out and "numpy" in out and "cpu threads" in out and "compiled ring kernel" in out
 
 
 def test_cli_unknown_command():
