@@ -47,104 +47,101 @@ from geoalign.models.linear import CCA  # noqa: E402
 from geoalign.models.qsma import QSMA  # noqa: E402
 
 BASE = dict(batch_size=128, use_labels=False, trainer_options={"progress": False})
-VAL_FOLDS = ((0, 1), (2, 3), (5, 6))
 SEEN = tuple(range(7))
-VERTICAL = ((0, 0), (-1, 0), (1, 0))
+UNSEEN = (7, 8, 9)
+VAL_FOLDS = ((0, 1), (2, 3), (5, 6))
+VAL_SEEDS = (0, 1)          # every validation score is the mean over these seeds and the folds
+TEST_SEEDS = tuple(range(8))
 MLP = dict(hidden=256, n_layers=2, dim=32, dropout=0.2)
-VERTICAL_HORIZONTAL = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
-GRID = [  # the configurations explored on the validation folds (see the report in the docstring)
+CONV = dict(MLP, encoder_a="conv", encoder_b="conv", input_shape_a=(8, 4), input_shape_b=(8, 4))
+SHIFT = dict(n_copies=4, max_shift=1.0, max_rotation=0.0)
+AFFINE = dict(n_copies=4, max_shift=1.0, max_rotation=10.0)
+STRONG = dict(n_copies=8, max_shift=1.0, max_rotation=15.0, max_scale=0.1)
+SPLICE2 = dict(n_copies=2, max_shift=1.0, max_rotation=10.0, n_splices=2)
+SPLICE4 = dict(n_copies=2, max_shift=1.0, max_rotation=10.0, n_splices=4)
+# the configurations explored on the validation folds; epochs scaled so that every row
+# trains for about the same number of steps (augmentation multiplies the data)
+GRID = [
     dict(MLP, max_epochs=30),
-    dict(MLP, max_epochs=60),
-    dict(MLP, max_epochs=30, augment=VERTICAL),
-    dict(MLP, max_epochs=60, augment=VERTICAL),
-    dict(MLP, max_epochs=20, augment=VERTICAL_HORIZONTAL),
-    dict(hidden=512, n_layers=2, dim=64, dropout=0.2, max_epochs=30, augment=VERTICAL),
+    dict(MLP, max_epochs=20, augment=SHIFT),
+    dict(MLP, max_epochs=20, augment=AFFINE),
+    dict(MLP, max_epochs=12, augment=STRONG),
+    dict(CONV, max_epochs=20, augment=AFFINE),
+    dict(MLP, max_epochs=12, augment=SPLICE2),
+    dict(MLP, max_epochs=8, augment=SPLICE4),
+    dict(CONV, max_epochs=12, augment=SPLICE2),
 ]
-QUICK_GRID = [dict(MLP, max_epochs=10), dict(MLP, max_epochs=10, augment=VERTICAL)]
+QUICK_GRID = [dict(MLP, max_epochs=4), dict(MLP, max_epochs=2, augment=SPLICE2)]
+CCA_GRID = [(dim, reg) for dim in (2, 4, 8, 16, 32) for reg in (1e-3, 1e-2, 1e-1, 1.0)]
 ABLATIONS = ["use_contrastive", "use_alignment", "use_barycentric", "use_kl"]
 
 
-def shifted_halves(images: np.ndarray, shifts=((0, 0),)):
-    """Left/right halves (float) of the images shifted by each ``(dy, dx)`` (zero fill), stacked."""
-    from geoalign.data.digits import images_to_half_polynomials
-
-    lefts, rights = [], []
-    for dy, dx in shifts:
-        out = np.zeros_like(images)
-        H, W = images.shape[1:]
-        out[:, max(dy, 0):H + min(dy, 0), max(dx, 0):W + min(dx, 0)] = \
-            images[:, max(-dy, 0):H + min(-dy, 0), max(-dx, 0):W + min(-dx, 0)]
-        left, right = images_to_half_polynomials(out)
-        lefts.append(left.astype(np.float64))
-        rights.append(right.astype(np.float64))
-    return np.concatenate(lefts), np.concatenate(rights)
-
-
-def _embed(cfg: dict, train_classes, eval_classes, seed: int, extra: dict | None = None):
-    """Train ``cfg`` on ``train_classes``; embeddings and labels of ``eval_classes`` (both views)."""
-    from geoalign.data.digits import digits_images
-
-    images, labels = digits_images()
-    cfg = dict(cfg)
-    shifts = cfg.pop("augment", None) or ((0, 0),)
-    n_models = cfg.pop("ensemble", 1)
-    tr = np.isin(labels, train_classes)
-    ev = np.isin(labels, eval_classes)
-    Xa, Xb = shifted_halves(images[tr], shifts)
-    Ea, Eb = shifted_halves(images[ev])
-    Za, Zb = [], []
-    for k in range(n_models):
-        m = QSMA(**BASE, **cfg, **(extra or {}), random_state=seed + k).fit(Xa, Xb)
-        Za.append(m.transform_a(Ea))
-        Zb.append(m.transform_b(Eb))
-    return np.concatenate(Za, 1), np.concatenate(Zb, 1), labels[ev]
-
-
-def _qsma_map(cfg, train_classes, eval_classes, seed, extra=None) -> float:
-    Za, Zb, y = _embed(cfg, train_classes, eval_classes, seed, extra)
-    return retrieval_metrics(Za, Zb, y, y).map_all
-
-
-def _cca_map(dim, reg, train_classes, eval_classes, shifts=((0, 0),)) -> float:
-    from geoalign.data.digits import digits_images
+def _split(train_classes, eval_classes, augment, seed):
+    """Training halves of ``train_classes`` (augmented with ``seed``) and evaluation halves."""
+    from geoalign.data.digits import augmented_digits_halves, digits_images, image_halves
 
     images, labels = digits_images()
     tr, ev = np.isin(labels, train_classes), np.isin(labels, eval_classes)
-    Xa, Xb = shifted_halves(images[tr], shifts)
-    Ea, Eb = shifted_halves(images[ev])
-    m = CCA(dim=dim, reg=reg).fit(Xa, Xb)
-    return retrieval_metrics(m.transform_a(Ea), m.transform_b(Eb), labels[ev], labels[ev]).map_all
+    if augment:
+        Xa, Xb, _ = augmented_digits_halves(images[tr], labels[tr], **augment, random_state=seed)
+    else:
+        Xa, Xb = image_halves(images[tr])
+    Ea, Eb = image_halves(images[ev])
+    return Xa, Xb, Ea, Eb, labels[ev]
 
 
-def digits_evidence(grid, seed: int = 0, ablate: bool = True) -> dict:
-    unseen = (7, 8, 9)
+def _qsma_map(cfg, train_classes, eval_classes, seed, extra=None) -> float:
+    cfg = dict(cfg)
+    Xa, Xb, Ea, Eb, y = _split(train_classes, eval_classes, cfg.pop("augment", None), seed)
+    m = QSMA(**BASE, **cfg, **(extra or {}), random_state=seed).fit(Xa, Xb)
+    return retrieval_metrics(m.transform_a(Ea), m.transform_b(Eb), y, y).map_all
+
+
+def _cca_maps(train_classes, eval_classes, augment=None, seed=0) -> list[float]:
+    """Unseen mAP@all of CCA for every ``(dim, reg)`` of :data:`CCA_GRID`."""
+    Xa, Xb, Ea, Eb, y = _split(train_classes, eval_classes, augment, seed)
+    out = []
+    for dim, reg in CCA_GRID:
+        m = CCA(dim=dim, reg=reg).fit(Xa, Xb)
+        out.append(retrieval_metrics(m.transform_a(Ea), m.transform_b(Eb), y, y).map_all)
+    return out
+
+
+def _cca_evidence(folds, augment, seeds) -> dict:
+    """CCA tuned on the validation folds, and oracle-tuned on the unseen classes, per seed."""
+    val = np.mean([_cca_maps(tr, va, augment, 0) for tr, va in folds], axis=0)
+    test = np.array([_cca_maps(SEEN, UNSEEN, augment, s) for s in (seeds if augment else (0,))])
+    v, o = int(np.argmax(val)), int(np.argmax(test.mean(0)))
+    return {"val_tuned": {"dim": CCA_GRID[v][0], "reg": CCA_GRID[v][1], "val_map": float(val[v]),
+                          "test_map_per_seed": test[:, v].tolist(), "test_map": float(test[:, v].mean())},
+            "oracle": {"dim": CCA_GRID[o][0], "reg": CCA_GRID[o][1],
+                       "test_map_per_seed": test[:, o].tolist(), "test_map": float(test[:, o].mean())}}
+
+
+def digits_evidence(grid, val_seeds=VAL_SEEDS, test_seeds=TEST_SEEDS, ablate: bool = True) -> dict:
     folds = [(tuple(c for c in SEEN if c not in f), f) for f in VAL_FOLDS]
-    out: dict = {"protocol": {"seen": SEEN, "unseen": unseen, "validation_folds": VAL_FOLDS},
+    out: dict = {"protocol": {"seen": SEEN, "unseen": UNSEEN, "validation_folds": VAL_FOLDS,
+                              "validation_seeds": val_seeds, "test_seeds": test_seeds},
                  "grid": []}
     for cfg in tqdm(grid, desc="QSMA validation grid"):
-        vals = [_qsma_map(cfg, tr, va, seed) for tr, va in folds]
-        out["grid"].append({**cfg, "val_map_folds": vals, "val_map": float(np.mean(vals))})
+        vals = [[_qsma_map(cfg, tr, va, s) for tr, va in folds] for s in val_seeds]
+        out["grid"].append({**cfg, "val_map_folds": np.mean(vals, 0).tolist(),
+                            "val_map": float(np.mean(vals))})
     best = max(out["grid"], key=lambda r: r["val_map"])
     chosen = {k: v for k, v in best.items() if k not in ("val_map", "val_map_folds")}
     out["chosen"] = chosen
-    out["qsma_test_map"] = _qsma_map(chosen, SEEN, unseen, seed)
-    # CCA: tuned on the same validation folds, and oracle-tuned on the unseen test classes
-    for name, shifts in (("", ((0, 0),)), ("_augmented", VERTICAL)):
-        rows = []
-        for dim in (2, 4, 8, 16, 32):
-            for reg in (1e-3, 1e-2, 1e-1, 1.0):
-                v = np.mean([_cca_map(dim, reg, tr, va, shifts) for tr, va in folds])
-                rows.append((dim, reg, float(v), _cca_map(dim, reg, SEEN, unseen, shifts)))
-        v_best = max(rows, key=lambda r: r[2])
-        o_best = max(rows, key=lambda r: r[3])
-        out[f"cca{name}_val_tuned"] = {"dim": v_best[0], "reg": v_best[1], "test_map": v_best[3]}
-        out[f"cca{name}_oracle"] = {"dim": o_best[0], "reg": o_best[1], "test_map": o_best[3]}
+    per_seed = [_qsma_map(chosen, SEEN, UNSEEN, s) for s in tqdm(test_seeds, desc="QSMA test seeds")]
+    out["qsma"] = {"test_map_per_seed": per_seed, "test_map": float(np.mean(per_seed)),
+                   "test_map_std": float(np.std(per_seed))}
+    out["cca"] = _cca_evidence(folds, None, test_seeds)
+    # CCA given the same augmented training data as the chosen QSMA (affine if it has none)
+    out["cca_augmented"] = _cca_evidence(folds, chosen.get("augment") or AFFINE, test_seeds)
     if ablate:
-        out["ablation"] = {}
+        out["ablation_seed0"] = {}
         for switch in tqdm(ABLATIONS + ["alignment=sinkhorn"], desc="ablation"):
             extra = {"alignment": "sinkhorn"} if switch.startswith("alignment") else {switch: False}
             key = switch if switch.startswith("alignment") else switch + "=False"
-            out["ablation"][key] = _qsma_map(chosen, SEEN, unseen, seed, extra)
+            out["ablation_seed0"][key] = _qsma_map(chosen, SEEN, UNSEEN, test_seeds[0], extra)
     return out
 
 
@@ -198,7 +195,9 @@ def planted_evidence(n_train: int = 400, n_test: int = 100, max_epochs: int = 60
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small grid, no ablation")
+    ap.add_argument("--quick", action="store_true", help="tiny grid, 2 seeds, no ablation")
+    ap.add_argument("--only", choices=("digits", "planted"), default=None,
+                    help="run one part; with --output, the other part of an existing file is kept")
     ap.add_argument("--output", default=None, help="write the results as JSON here")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args(argv)
@@ -206,20 +205,30 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    res = {"digits": digits_evidence(QUICK_GRID if args.quick else GRID, ablate=not args.quick),
-           "planted": planted_evidence()}
-    d = res["digits"]
+    res: dict = {}
+    if args.output and args.only and Path(args.output).exists():
+        res = json.loads(Path(args.output).read_text())
+    if args.only in (None, "digits"):
+        res["digits"] = (digits_evidence(QUICK_GRID, (0,), (0, 1), ablate=False) if args.quick
+                         else digits_evidence(GRID))
+    if args.only in (None, "planted"):
+        res["planted"] = planted_evidence()
     print(json.dumps(res, indent=2, default=float))
-    best_cca = max(d["cca_oracle"]["test_map"], d["cca_augmented_oracle"]["test_map"])
-    print(f"digits mAP@all (unseen 7-9): QSMA {d['qsma_test_map']:.3f} (chosen on validation folds: "
-          f"{d['chosen']}), CCA val-tuned {d['cca_val_tuned']['test_map']:.3f}, "
-          f"CCA oracle {d['cca_oracle']['test_map']:.3f}, "
-          f"CCA+augmentation oracle {d['cca_augmented_oracle']['test_map']:.3f}; "
-          f"margin over the best oracle CCA {d['qsma_test_map'] - best_cca:+.3f}")
-    p = res["planted"]
-    print(f"planted: precision {p['precision']:.3f}, recall {p['recall']:.3f} at eps={p['eps']:.3f}; "
-          f"max principal angle to the shared subspace {p['max_principal_angle_deg']:.1f} deg, "
-          f"Jacobian energy shared {p['shared_energy_fraction']:.3f} / private {p['private_energy_fraction']:.4f}")
+    if "digits" in res:
+        d = res["digits"]
+        q = d["qsma"]
+        best_cca = max(d["cca"]["oracle"]["test_map"], d["cca_augmented"]["oracle"]["test_map"])
+        print(f"digits mAP@all (unseen 7-9, {len(q['test_map_per_seed'])} seeds): QSMA "
+              f"{q['test_map']:.3f} +- {q['test_map_std']:.3f} (seed 0: {q['test_map_per_seed'][0]:.3f}; "
+              f"chosen on validation folds: {d['chosen']}), CCA val-tuned "
+              f"{d['cca']['val_tuned']['test_map']:.3f}, CCA oracle {d['cca']['oracle']['test_map']:.3f}, "
+              f"CCA+augmentation val-tuned {d['cca_augmented']['val_tuned']['test_map']:.3f}, "
+              f"oracle {d['cca_augmented']['oracle']['test_map']:.3f}; "
+              f"margin over the best oracle CCA {q['test_map'] - best_cca:+.3f}")
+    if "planted" in res:
+        p = res["planted"]
+        print(f"planted: precision {p['precision']:.3f}, recall {p['recall']:.3f} at eps={p['eps']:.3f}; "
+              f"principal angles to the shared subspace (deg) {np.round(p['principal_angles_deg'], 1).tolist()}")
     print(f"({time.perf_counter() - t0:.0f} s)")
     if args.output:
         from geoalign._io import atomic_write_json
