@@ -13,6 +13,15 @@ Pixel values are integers 0..16, so each half is also a polynomial over
 
 (left half; the right half uses ``image[r, 4 + c]``), lowest degree first, which
 is exactly the row-major feature order of the two views.
+
+**Augmentation of the pairs.**  :func:`augment_images` (random small
+rotations, scalings and sub-pixel shifts) and :func:`splice_images` (the top
+rows of one digit joined to the bottom rows of another) act on *whole* images
+before they are cut into halves (:func:`augmented_digits_halves`), so the two
+views of every augmented row are still a true pair.  Splices are glyphs of no
+training class; on the zero-shot split they are what lets a cross-view model
+(QSMA, and CCA too) carry over to the unseen digits 7-9 (see
+``benchmarks/qsma_evidence.py`` for the measured effect).
 """
 from __future__ import annotations
 
