@@ -1,8 +1,9 @@
 r"""QSMA — Quasi-Stochastic Manifold Alignment (design.md §2.5).
 
-Each modality :math:`m \in \{a, b\}` has an encoder (MLP, or hierarchical
-attention pooling over tokens/patches within groups and then over groups) with a
-mean and a log-variance head,
+Each modality :math:`m \in \{a, b\}` has an encoder (MLP, hierarchical
+attention pooling over tokens/patches within groups and then over groups, or a
+small CNN for image-like inputs, :class:`ConvEncoder`) with a mean and a
+log-variance head,
 
 .. math:: (\mu^m_i, \log\sigma^{m\,2}_i) = \mathrm{heads}_m(\mathrm{enc}_m(x^m_i)),
           \qquad \mu, \sigma \in \mathbb{R}^d .
