@@ -83,3 +83,71 @@ def test_polynomial_input_errors():
         images_to_half_polynomials(np.zeros((1, 8, 7), dtype=int))
     with pytest.raises(ValueError, match="same number of rows"):
         half_polynomials_to_images(np.zeros((2, 32), int), np.zeros((3, 32), int))
+
+
+# ---------------------------------------------------------------- augmentation
+def test_augment_images_identity_and_known_transforms():
+    from geoalign.data.digits import augment_images
+
+    images, _ = digits_images()
+    im = images[:5]
+    same = augment_images(im, n_copies=2, max_shift=0, max_rotation=0, random_state=0)
+    assert same.shape == (15, 8, 8)
+    np.testing.assert_allclose(same, np.tile(im, (3, 1, 1)), atol=1e-12)
+    # a 90-degree rotation range can only give rotated digits: check one whole-image rotation
+    one = np.zeros((1, 8, 8))
+    one[0, 1, 3] = 16.0  # pixel above the centre (3.5, 3.5) ...
+    rot = augment_images(one, n_copies=200, max_shift=0, max_rotation=180, random_state=1)[1:]
+    mass = rot.sum(axis=(1, 2))
+    assert np.all(rot >= 0) and np.all(rot <= 16) and np.all(mass > 0)
+    # ... whose centre of mass stays at radius ~2.5 from the centre under any rotation
+    rr, cc = np.mgrid[:8, :8]
+    r = [np.hypot((x * rr).sum() / x.sum() - 3.5, (x * cc).sum() / x.sum() - 3.5) for x in rot]
+    assert np.allclose(r, 2.55, atol=0.35)
+    shifted = augment_images(images[:50], n_copies=1, max_shift=1.0, max_rotation=0, random_state=2)[50:]
+    assert not np.allclose(shifted, images[:50])
+    assert np.abs(shifted.sum(axis=(1, 2)) - images[:50].sum(axis=(1, 2))).max() > 0
+
+
+def test_augmented_halves_stay_pairs_and_splices_have_no_label():
+    from geoalign.data.digits import augmented_digits_halves, image_halves, splice_images
+
+    images, labels = digits_images()
+    im, lab = images[:40], labels[:40]
+    left, right, y = augmented_digits_halves(im, lab, n_copies=2, n_splices=3, random_state=0)
+    n = 40 * 4 * 3
+    assert left.shape == right.shape == (n, 32) and y.shape == (n,)
+    # the halves of every row re-assemble into one augmented image (pairs stay pairs): the first
+    # block is the untouched originals, and splices take their rows from real images
+    whole = np.concatenate([left.reshape(n, 8, 4), right.reshape(n, 8, 4)], axis=2)
+    np.testing.assert_array_equal(whole[:40], im)
+    assert np.array_equal(y[:40], lab)
+    sp, partner = splice_images(im, n_copies=3, random_state=0)
+    top_src = np.tile(np.arange(40), 4)
+    for k in range(40, 160):
+        cut = np.flatnonzero(np.any(sp[k] != im[top_src[k]], axis=1))
+        if cut.size:  # rows from the cut on come from the partner
+            assert 3 <= cut[0] <= 5
+            np.testing.assert_array_equal(sp[k][cut[0]:], im[partner[k]][cut[0]:])
+    same_class = lab[top_src] == lab[partner]
+    left2, right2, y2 = augmented_digits_halves(im, lab, n_copies=0, n_splices=3, random_state=0)
+    assert np.array_equal(y2 == -1, ~same_class) and np.array_equal(y2[same_class], lab[top_src][same_class])
+    # deterministic given the seed
+    again = augmented_digits_halves(im, lab, n_copies=2, n_splices=3, random_state=0)
+    assert np.array_equal(again[0], left)
+    np.testing.assert_array_equal(image_halves(im)[0], images_to_half_polynomials(im)[0])
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda f: f["augment_images"](np.zeros((2, 8, 8)), max_scale=1.0), "max_scale"),
+    (lambda f: f["augment_images"](np.zeros((2, 8, 8)), max_rotation=-1), "max_rotation"),
+    (lambda f: f["augment_images"](np.zeros((2, 8, 8)), n_copies=0, include_original=False), "no images"),
+    (lambda f: f["splice_images"](np.zeros((2, 8, 8)), cut_rows=(5, 3)), "low <= high"),
+    (lambda f: f["splice_images"](np.zeros((2, 8, 8)), cut_rows=(0, 3)), "cut_rows"),
+    (lambda f: f["augmented_digits_halves"](np.zeros((2, 8, 8)), [1]), "labels must have shape"),
+])
+def test_augmentation_bad_arguments(call, match):
+    import geoalign.data.digits as dg
+
+    with pytest.raises(ValueError, match=match):
+        call(vars(dg))

@@ -9,7 +9,8 @@ from geoalign.data.planted import PlantedAlignment
 from geoalign.manifolds import Sphere
 from geoalign.models.base import AlignmentEstimator, get_model_class
 from geoalign.data.digits import digits_training_source
-from geoalign.models.qsma import (QSMA, HierarchicalAttentionEncoder, batched_symmetric_info_nce,
+from geoalign.models.qsma import (QSMA, ConvEncoder, HierarchicalAttentionEncoder,
+                                  batched_symmetric_info_nce,
                                   digitally_shifted_normal, kl_to_standard_normal,
                                   scrambled_sobol_bits, sobol_normal)
 
@@ -278,6 +279,50 @@ def test_patch_attention_encoder_continuous(planted):
     est = QSMA(**{**FAST, "encoder_a": "attention", "group_size": 2, "token_features": 2})
     est.fit(planted.U, planted.V)
     assert est.module_.encoder_a.n_groups == 4 and est.transform_a(planted.U).shape == (160, 8)
+
+
+def test_conv_encoder_on_digit_halves(tmp_path):
+    from geoalign.data.digits import load_digits_two_view
+
+    d = load_digits_two_view()
+    sel = slice(0, 200)
+    est = QSMA(**{**FAST, "encoder_a": "conv", "encoder_b": "conv", "input_shape_a": (8, 4),
+                  "input_shape_b": (1, 8, 4), "conv_channels": (4, 8)})
+    est.fit(d.X_a_train[sel], d.X_b_train[sel])
+    enc = est.module_.encoder_a
+    assert isinstance(enc, ConvEncoder) and enc.input_shape == (1, 8, 4)
+    # one global mean and scale (a pixel means the same everywhere), fitted on the data
+    assert torch.allclose(enc.standardize.mean, torch.full((32,), float(d.X_a_train[sel].mean())))
+    Z = est.transform_a(d.X_a_train[:10])
+    assert Z.shape == (10, 8) and np.allclose(np.linalg.norm(Z, axis=1), 1, atol=1e-5)
+    back = QSMA.load(est.save(tmp_path / "conv.pt"))
+    assert np.allclose(back.transform_b(d.X_b_train[:10]), est.transform_b(d.X_b_train[:10]), atol=1e-6)
+
+
+def test_conv_encoder_is_translation_equivariant_before_pooling():
+    torch.manual_seed(0)
+    enc = ConvEncoder(8 * 8, 16, (8, 8), channels=(3,))
+    img = torch.zeros(1, 64)
+    img[0, 2 * 8 + 2] = 1.0  # one pixel at (2, 2), and the same pixel at (3, 4)
+    moved = torch.zeros(1, 64)
+    moved[0, 3 * 8 + 4] = 1.0
+    f = enc.features[:2]  # convolution + GELU
+    a = f(enc.standardize(img).reshape(1, 1, 8, 8))
+    b = f(enc.standardize(moved).reshape(1, 1, 8, 8))
+    assert torch.allclose(torch.roll(a, (1, 2), dims=(2, 3))[..., 2:, 2:], b[..., 2:, 2:], atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(encoder_a="conv"), "input_shape_a is required"),
+    (dict(encoder_a="conv", input_shape_a=(8, 0)), "positive ints"),
+    (dict(encoder_a="conv", input_shape_a=(8,)), "positive ints"),
+    (dict(input_shape_b=(8, 2)), "only used with encoder_b='conv'"),
+    (dict(encoder_b="conv", input_shape_b=(8, 2), conv_channels=()), "conv_channels"),
+    (dict(encoder_b="conv", input_shape_b=(5, 3)), "holds 15 values"),
+])
+def test_conv_encoder_bad_options(planted, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        QSMA(**{**FAST, **kwargs}).fit(planted.U, planted.V)
 
 
 # ---------------------------------------------------------------- zero-shot

@@ -13,6 +13,15 @@ Pixel values are integers 0..16, so each half is also a polynomial over
 
 (left half; the right half uses ``image[r, 4 + c]``), lowest degree first, which
 is exactly the row-major feature order of the two views.
+
+**Augmentation of the pairs.**  :func:`augment_images` (random small
+rotations, scalings and sub-pixel shifts) and :func:`splice_images` (the top
+rows of one digit joined to the bottom rows of another) act on *whole* images
+before they are cut into halves (:func:`augmented_digits_halves`), so the two
+views of every augmented row are still a true pair.  Splices are glyphs of no
+training class; on the zero-shot split they are what lets a cross-view model
+(QSMA, and CCA too) carry over to the unseen digits 7-9 (see
+``benchmarks/qsma_evidence.py`` for the measured effect).
 """
 from __future__ import annotations
 
@@ -30,6 +39,10 @@ __all__ = [
     "digits_images",
     "images_to_half_polynomials",
     "half_polynomials_to_images",
+    "image_halves",
+    "augment_images",
+    "splice_images",
+    "augmented_digits_halves",
     "digits_training_source",
 ]
 
@@ -76,6 +89,158 @@ def images_to_half_polynomials(images) -> tuple[np.ndarray, np.ndarray]:
     left = np.ascontiguousarray(arr[:, :, :_HALF]).reshape(n, _SIDE * _HALF)
     right = np.ascontiguousarray(arr[:, :, _HALF:]).reshape(n, _SIDE * _HALF)
     return left, right
+
+
+def image_halves(images, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """Left/right halves of 8x8 images (any real pixel values) as float features.
+
+    Like :func:`images_to_half_polynomials` (same row-major order) but for
+    real-valued images, e.g. the interpolated ones of :func:`augment_images`.
+
+    Returns
+    -------
+    left, right : ndarray, shape=[n, 32]
+    """
+    arr = np.asarray(check_array(images, "images", ndim=3, shape=(_SIDE, _SIDE)), dtype=dtype)
+    n = arr.shape[0]
+    return (np.ascontiguousarray(arr[:, :, :_HALF]).reshape(n, _SIDE * _HALF),
+            np.ascontiguousarray(arr[:, :, _HALF:]).reshape(n, _SIDE * _HALF))
+
+
+def augment_images(images, n_copies: int = 4, max_shift: float = 1.0, max_rotation: float = 10.0,
+                   max_scale: float = 0.0, include_original: bool = True,
+                   random_state: int | None = None) -> np.ndarray:
+    r"""Label-preserving random affine copies of whole images (before they are cut into views).
+
+    Each copy of an image is rotated by an angle uniform in
+    :math:`[-\theta, \theta]` degrees (``max_rotation``), scaled by a factor
+    uniform in :math:`[1 - s, 1 + s]` (``max_scale``) about the image centre,
+    and translated by a shift uniform in :math:`[-t, t]^2` pixels
+    (``max_shift``, sub-pixel), with bilinear interpolation and zero fill,
+    clipped to the original value range.  Because the *whole* image is
+    transformed, its two halves stay a true pair: augmenting
+    before :func:`image_halves` gives more paired training views of the same
+    classes (a digit rotated by a few degrees is still that digit).
+
+    Parameters
+    ----------
+    images : array-like, shape=[n, H, W]
+    n_copies : int
+        Random copies per image.
+    max_shift, max_rotation, max_scale : float
+        Ranges of the random translation (pixels), rotation (degrees) and
+        relative scale change (all >= 0).
+    include_original : bool
+        Put the untouched images first.
+    random_state : int or None
+
+    Returns
+    -------
+    ndarray of float64, shape=[n * (n_copies + include_original), H, W]
+        Block ``k`` (of ``n`` rows) is copy ``k`` of every image, in order, so
+        ``np.tile(labels, n_copies + include_original)`` labels the result.
+    """
+    from scipy.ndimage import affine_transform
+
+    from .._validation import check_int, check_nonnegative_scalar
+
+    arr = np.asarray(check_array(images, "images", ndim=3), dtype=np.float64)
+    n_copies = check_int(n_copies, "n_copies", minimum=0)
+    shift = check_nonnegative_scalar(max_shift, "max_shift")
+    rot = check_nonnegative_scalar(max_rotation, "max_rotation")
+    scale = check_nonnegative_scalar(max_scale, "max_scale")
+    if scale >= 1:
+        raise ValueError(f"max_scale must be in [0, 1), got {max_scale}")
+    if n_copies == 0 and not include_original:
+        raise ValueError("n_copies=0 with include_original=False leaves no images")
+    rng = np.random.default_rng(random_state)
+    n, H, W = arr.shape
+    centre = np.array([(H - 1) / 2.0, (W - 1) / 2.0])
+    lo, hi = (arr.min(), arr.max()) if arr.size else (0.0, 0.0)
+    blocks = [arr] if include_original else []
+    for _ in range(n_copies):
+        theta = np.radians(rng.uniform(-rot, rot, n))
+        factor = rng.uniform(1 - scale, 1 + scale, n)
+        offset = rng.uniform(-shift, shift, (n, 2))
+        out = np.empty_like(arr)
+        for i in range(n):
+            c, s_ = np.cos(theta[i]), np.sin(theta[i])
+            # output pixel p samples the input at M p + o (inverse map: rotate back, unscale, unshift)
+            M = np.array([[c, -s_], [s_, c]]) / factor[i]
+            o = centre - M @ (centre + offset[i])
+            out[i] = affine_transform(arr[i], M, offset=o, order=1, mode="constant", cval=0.0)
+        blocks.append(np.clip(out, lo, hi))
+    return np.concatenate(blocks)
+
+
+def splice_images(images, n_copies: int = 2, cut_rows=(3, 5), include_original: bool = True,
+                  random_state: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """New glyphs from the top of one image and the bottom of another (row splices).
+
+    Copy ``k`` of image ``i`` takes rows ``[0, r)`` from image ``i`` and rows
+    ``[r, H)`` from a random partner ``j`` (a fresh permutation per copy), with
+    the cut row ``r`` uniform in ``cut_rows`` (inclusive).  The cut is
+    horizontal, so each *half* (left or right columns) of the splice is the
+    splice of the halves: the two views of a spliced image are still a true
+    pair.  Splices are shapes of no training class, which teaches an alignment
+    model features that carry over to unseen classes rather than ones that only
+    separate the training classes.
+
+    Returns
+    -------
+    images : ndarray, shape=[n * (n_copies + include_original), H, W]
+        Originals first (if included), then block ``k`` = copy ``k`` of every image.
+    partners : ndarray of int64, same length
+        Index of the image the bottom rows came from (``i`` itself for originals),
+        so spliced rows are recognisable: ``partners != tile(arange(n))``.
+    """
+    from .._validation import check_int
+
+    arr = np.asarray(check_array(images, "images", ndim=3))
+    n_copies = check_int(n_copies, "n_copies", minimum=0)
+    n, H = arr.shape[:2]
+    lo, hi = (check_int(r, "cut_rows", minimum=1, maximum=H - 1) for r in cut_rows)
+    if lo > hi:
+        raise ValueError(f"cut_rows must be (low, high) with low <= high, got {cut_rows!r}")
+    rng = np.random.default_rng(random_state)
+    blocks = [arr] if include_original else []
+    partners = [np.arange(n)] if include_original else []
+    rows = np.arange(H)[None, :, None]
+    for _ in range(n_copies):
+        j = rng.permutation(n)
+        r = rng.integers(lo, hi + 1, n)[:, None, None]
+        blocks.append(np.where(rows < r, arr, arr[j]))
+        partners.append(j)
+    return np.concatenate(blocks), np.concatenate(partners).astype(np.int64)
+
+
+def augmented_digits_halves(images, labels, n_copies: int = 4, max_shift: float = 1.0,
+                            max_rotation: float = 10.0, max_scale: float = 0.0, n_splices: int = 0,
+                            random_state: int | None = None, dtype=np.float64):
+    """Paired left/right halves of augmented whole images, and their labels.
+
+    The images are first extended by ``n_splices`` row splices per image
+    (:func:`splice_images`), then every image (original or spliced) gets
+    ``n_copies`` random affine copies (:func:`augment_images`, originals kept);
+    only then are they cut into halves, so every row is a true pair.
+
+    Returns
+    -------
+    left, right : ndarray, shape=[n * (n_splices + 1) * (n_copies + 1), 32]
+    labels : ndarray of int64, same length
+        The digit of each row, or ``-1`` for rows derived from a splice of two
+        different images (no class).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.shape != (np.shape(images)[0],):
+        raise ValueError(f"labels must have shape ({np.shape(images)[0]},), got {labels.shape}")
+    rng = np.random.default_rng(random_state)
+    spliced, partners = splice_images(images, n_splices, random_state=rng)
+    top = np.tile(labels, n_splices + 1)
+    lab = np.where(top == labels[partners], top, -1)
+    aug = augment_images(spliced, n_copies, max_shift, max_rotation, max_scale, random_state=rng)
+    left, right = image_halves(aug, dtype)
+    return left, right, np.tile(lab, n_copies + 1)
 
 
 def half_polynomials_to_images(left, right) -> np.ndarray:

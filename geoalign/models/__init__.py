@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "ESZSL": "linear",
     "load_linear_model": "linear",
     "AttentionPool": "qsma",
+    "ConvEncoder": "qsma",
     "HierarchicalAttentionEncoder": "qsma",
     "MLPEncoder": "qsma",
     "QSMA": "qsma",

@@ -1,8 +1,9 @@
 r"""QSMA — Quasi-Stochastic Manifold Alignment (design.md §2.5).
 
-Each modality :math:`m \in \{a, b\}` has an encoder (MLP, or hierarchical
-attention pooling over tokens/patches within groups and then over groups) with a
-mean and a log-variance head,
+Each modality :math:`m \in \{a, b\}` has an encoder (MLP, hierarchical
+attention pooling over tokens/patches within groups and then over groups, or a
+small CNN for image-like inputs, :class:`ConvEncoder`) with a mean and a
+log-variance head,
 
 .. math:: (\mu^m_i, \log\sigma^{m\,2}_i) = \mathrm{heads}_m(\mathrm{enc}_m(x^m_i)),
           \qquad \mu, \sigma \in \mathbb{R}^d .
@@ -79,6 +80,7 @@ prototype; :meth:`QSMA.evaluate_gzsl` uses calibrated stacking with
 from __future__ import annotations
 
 import math
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,7 @@ __all__ = [
     "QSMAModule",
     "MLPEncoder",
     "HierarchicalAttentionEncoder",
+    "ConvEncoder",
     "AttentionPool",
     "sobol_normal",
     "scrambled_sobol_bits",
@@ -107,7 +110,7 @@ __all__ = [
 
 ALIGNMENTS = ("sliced", "sinkhorn")
 LATENTS = ("sphere", "poincare")
-ENCODERS = ("mlp", "attention")
+ENCODERS = ("mlp", "attention", "conv")
 _LOGVAR_RANGE = (-10.0, 6.0)  # keeps sigma in [7e-3, 20]: no overflow of exp, no collapse to 0
 
 
@@ -246,17 +249,25 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
 
 # ----------------------------------------------------------------------------- encoders
 class _Standardize(nn.Module):
-    """Per-feature (x - mean) / scale with buffers fitted on the training data."""
+    """(x - mean) / scale with buffers fitted on the training data.
 
-    def __init__(self, n_features: int):
+    Per feature, or with ``per_feature=False`` one mean and one scale for all
+    features (every buffer entry equal), which keeps a convolution's weight
+    sharing meaningful: a pixel means the same wherever it is.
+    """
+
+    def __init__(self, n_features: int, per_feature: bool = True):
         super().__init__()
+        self.per_feature = per_feature
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("scale", torch.ones(n_features))
 
     def fit(self, X: torch.Tensor) -> None:
+        if not self.per_feature:
+            X = X.reshape(-1, 1)
         std = X.std(dim=0, unbiased=False)
-        self.mean.copy_(X.mean(dim=0))
-        self.scale.copy_(torch.where(std > 0, std, torch.ones_like(std)))
+        self.mean.copy_(X.mean(dim=0).expand_as(self.mean))
+        self.scale.copy_(torch.where(std > 0, std, torch.ones_like(std)).expand_as(self.scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.scale
@@ -280,6 +291,54 @@ class MLPEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.standardize(x))
+
+
+class ConvEncoder(nn.Module):
+    r"""Small CNN for image-like inputs: ``x : [B, n_features] -> [B, hidden]``.
+
+    The flat input is read row-major as ``input_shape`` = ``(H, W)`` or
+    ``(C, H, W)`` (``n_features = C * H * W``), standardised with one global
+    mean and scale, then passed through ``len(channels)`` blocks of
+    3x3 convolution (zero padding 1, so the size is kept) + GELU, a 2x2 max-pool
+    (where both sides are at least 2), flattened, and mapped to ``hidden`` by
+    Linear + GELU (+ dropout).  Shared weights over positions make the features
+    translation-equivariant, which carries over to classes not seen in training
+    better than an MLP on raw pixels (e.g. halves of digits, ``input_shape=(8, 4)``).
+    """
+
+    def __init__(self, n_features: int, hidden: int, input_shape, channels=(32, 64),
+                 dropout: float = 0.0):
+        super().__init__()
+        shape = tuple(int(s) for s in input_shape)
+        if len(shape) == 2:
+            shape = (1,) + shape
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"input_shape must be (H, W) or (C, H, W) of positive ints, got {input_shape!r}")
+        if math.prod(shape) != n_features:
+            raise ValueError(f"input_shape {tuple(input_shape)} holds {math.prod(shape)} values, but the "
+                             f"input has {n_features} features")
+        channels = tuple(int(c) for c in channels)
+        if not channels or min(channels) < 1:
+            raise ValueError(f"channels must be a non-empty sequence of positive ints, got {channels!r}")
+        self.input_shape = shape
+        self.standardize = _Standardize(n_features, per_feature=False)
+        layers: list[nn.Module] = []
+        width = shape[0]
+        for c in channels:
+            layers += [nn.Conv2d(width, c, 3, padding=1), nn.GELU()]
+            width = c
+        H, W = shape[1:]
+        if H >= 2 and W >= 2:
+            layers.append(nn.MaxPool2d(2))
+            H, W = H // 2, W // 2
+        self.features = nn.Sequential(*layers)
+        self.out = nn.Sequential(nn.Flatten(), nn.Linear(width * H * W, hidden), nn.GELU(),
+                                 *([nn.Dropout(dropout)] if dropout > 0 else []))
+        self.out_features = hidden
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        img = self.standardize(x).reshape(x.shape[0], *self.input_shape)
+        return self.out(self.features(img))
 
 
 class AttentionPool(nn.Module):
@@ -613,9 +672,10 @@ class QSMA(AlignmentEstimator):
         Width of the encoders' output (and MLP hidden layers).
     n_layers : int
         Hidden layers of an MLP encoder.
-    encoder_a, encoder_b : {"mlp", "attention"}
+    encoder_a, encoder_b : {"mlp", "attention", "conv"}
         Per-modality encoder; ``"attention"`` is
-        :class:`HierarchicalAttentionEncoder` (needs ``group_size``).
+        :class:`HierarchicalAttentionEncoder` (needs ``group_size``), ``"conv"``
+        is :class:`ConvEncoder` for image-like inputs (needs ``input_shape_a``/``_b``).
     group_size : int, optional
         Tokens per group for attention encoders (e.g. 4 = one row of a digits half).
     token_features : int
@@ -626,6 +686,11 @@ class QSMA(AlignmentEstimator):
         Checked on ``fit`` and ``transform``.
     embed_dim : int
         Token/group width of attention encoders.
+    input_shape_a, input_shape_b : tuple of int, optional
+        ``(H, W)`` or ``(C, H, W)`` of a view's flat, row-major input for a conv
+        encoder (e.g. ``(8, 4)`` for a half of an 8x8 digit).
+    conv_channels : tuple of int
+        Channels of the 3x3 convolution blocks of conv encoders.
     latent : {"sphere", "poincare"}
     n_samples : int
         :math:`K` scrambled-Sobol samples per item (0: contrastive on the means only).
@@ -674,7 +739,9 @@ class QSMA(AlignmentEstimator):
     def __init__(self, dim: int = 64, hidden: int = 256, n_layers: int = 2,
                  encoder_a: str = "mlp", encoder_b: str = "mlp", group_size: int | None = None,
                  token_features: int = 1, vocab_size_a: int | None = None,
-                 vocab_size_b: int | None = None, embed_dim: int = 64, latent: str = "sphere",
+                 vocab_size_b: int | None = None, embed_dim: int = 64,
+                 input_shape_a: tuple | None = None, input_shape_b: tuple | None = None,
+                 conv_channels: tuple = (32, 64), latent: str = "sphere",
                  n_samples: int = 8, temperature: float = 0.07, min_temperature: float = 0.01,
                  max_temperature: float = 1.0, learnable_temperature: bool = True,
                  use_labels: bool = True, use_contrastive: bool = True,
@@ -699,6 +766,9 @@ class QSMA(AlignmentEstimator):
         self.vocab_size_a = vocab_size_a
         self.vocab_size_b = vocab_size_b
         self.embed_dim = embed_dim
+        self.input_shape_a = input_shape_a
+        self.input_shape_b = input_shape_b
+        self.conv_channels = conv_channels
         self.latent = latent
         self.n_samples = n_samples
         self.temperature = temperature
@@ -762,6 +832,22 @@ class QSMA(AlignmentEstimator):
         d = check_nonnegative_scalar(self.dropout, "dropout")
         if d >= 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for v in ("a", "b"):
+            shape = getattr(self, f"input_shape_{v}")
+            if getattr(self, f"encoder_{v}") == "conv":
+                if shape is None:
+                    raise ValueError(f"input_shape_{v} is required for encoder_{v}='conv' "
+                                     "((H, W) or (C, H, W) of the flat input)")
+                if (not isinstance(shape, (tuple, list)) or len(shape) not in (2, 3)
+                        or not all(isinstance(d, numbers.Integral) and d >= 1 for d in shape)):
+                    raise ValueError(f"input_shape_{v} must be (H, W) or (C, H, W) of positive ints, "
+                                     f"got {shape!r}")
+            elif shape is not None:
+                raise ValueError(f"input_shape_{v} is only used with encoder_{v}='conv'")
+        if (not isinstance(self.conv_channels, (tuple, list)) or not self.conv_channels
+                or not all(isinstance(c, numbers.Integral) and c >= 1 for c in self.conv_channels)):
+            raise ValueError(f"conv_channels must be a non-empty tuple of positive ints, "
+                             f"got {self.conv_channels!r}")
         if "attention" in (self.encoder_a, self.encoder_b) and self.group_size is None:
             raise ValueError("group_size is required for attention encoders (tokens per group)")
         for v in ("a", "b"):
@@ -776,8 +862,12 @@ class QSMA(AlignmentEstimator):
                             f"{type(self.consistency).__name__}")
 
     def _make_encoder(self, which: str, n_features: int) -> nn.Module:
-        if getattr(self, f"encoder_{which}") == "mlp":
+        kind = getattr(self, f"encoder_{which}")
+        if kind == "mlp":
             return MLPEncoder(n_features, self.hidden, self.n_layers, self.dropout)
+        if kind == "conv":
+            return ConvEncoder(n_features, self.hidden, getattr(self, f"input_shape_{which}"),
+                               self.conv_channels, self.dropout)
         return HierarchicalAttentionEncoder(
             n_features, self.hidden, check_int(self.group_size, "group_size", minimum=1),
             self.token_features if getattr(self, f"vocab_size_{which}") is None else 1,
