@@ -578,6 +578,8 @@ class PolyRing:
         check_choice(method, "method", ("auto", "simd", "fft", "direct"))
         # Unreduced: each kernel reduces its cache-sized blocks (or needs no reduction).
         (p, q), xp, device = _coerce({"P": P, "Q": Q}, self.n, reduce=False)
+        if xp is np:  # other integer dtypes (uint8 images, uint64): int64 residues for every kernel
+            p, q = (x if x.dtype == np.int64 else _reduce(x, self.n) for x in (p, q))
         La, Lb = p.shape[-1], q.shape[-1]
         on_cpu = device is None or device.type == "cpu"
         if method == "simd":
@@ -613,11 +615,8 @@ class PolyRing:
         if xp is not np:  # CPU tensors: zero-copy NumPy views
             p, q = p.numpy(), q.numpy()
 
-        def as_rows(x):  # int64 C-contiguous rows; a single row stays one (broadcast in C)
-            x = x if x.dtype == np.int64 else _reduce(x, self.n)
-            return np.ascontiguousarray(_broadcast_rows(x, batch))
-
-        a, b = as_rows(p), as_rows(q)
+        # C-contiguous int64 rows; a single row stays one (broadcast in C)
+        a, b = (np.ascontiguousarray(_broadcast_rows(x, batch)) for x in (p, q))
         out = np.empty((rows, La + Lb - 1), dtype=np.int64)
         # Row chunks (multiples of the 32 SIMD lanes) on threads: the kernel releases the GIL.
         chunk = max(32, -(-rows // (32 * self.num_threads)) * 32)
@@ -649,8 +648,6 @@ class PolyRing:
         # NumPy inputs run through the same torch kernels on zero-copy CPU views.
         if xp is np:
             out = np.empty((rows, out_len), dtype=np.int64)
-            if p.dtype != np.int64 or q.dtype != np.int64:  # e.g. uint8 images, uint64
-                p, q = _reduce(p, n), _reduce(q, n)
             p, q, out_t = (torch.from_numpy(np.ascontiguousarray(p)),
                            torch.from_numpy(np.ascontiguousarray(q)), torch.from_numpy(out))
         else:
