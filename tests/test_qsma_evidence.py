@@ -35,3 +35,23 @@ def test_digits_results_choose_on_validation_only():
     q = d["qsma"]
     assert len(q["test_map_per_seed"]) >= 5
     assert np.isclose(np.mean(q["test_map_per_seed"]), q["test_map"])
+
+
+def test_oracle_qsma_picks_best_test_mean_and_confirms_on_all_seeds():
+    tiny = [dict(qsma_evidence.MLP, hidden=16, max_epochs=1)]
+    res = qsma_evidence.qsma_oracle(grid=tiny, dims=(4, 8), seeds=(0,), confirm_seeds=(0, 1))
+    means = [r["test_map"] for r in res["grid"]]
+    assert [r["dim"] for r in res["grid"]] == [4, 8]
+    assert res["chosen"]["dim"] == (4, 8)[int(np.argmax(means))]
+    # the selection seed is reused, the other confirm seed is trained afresh
+    assert np.isclose(res["test_map_per_seed"][0], max(means))
+    assert len(res["test_map_per_seed"]) == 2 and 0.0 < res["test_map"] <= 1.0
+
+
+def test_stored_oracle_results_are_consistent():
+    res = json.loads((BENCH / "qsma_evidence_results.json").read_text())
+    o = res["qsma_oracle"]
+    best = max(o["grid"], key=lambda r: r["test_map"])
+    assert {k: v for k, v in best.items() if k not in ("test_map", "test_map_per_seed")} == o["chosen"]
+    assert np.isclose(np.mean(o["test_map_per_seed"]), o["test_map"])
+    assert len(o["test_map_per_seed"]) >= 5
