@@ -75,7 +75,9 @@ def check_array(
     allow_empty : bool
         Reject arrays with zero elements when False.
     numeric : bool
-        Reject non-numeric dtypes (object, string).
+        Reject non-numeric dtypes (object, string) and complex dtypes: every
+        geoalign computation is real, and dropping an imaginary part would be
+        a silent wrong answer.
     """
     if x is None:
         raise TypeError(f"{name} is required, got None")
@@ -86,6 +88,12 @@ def check_array(
             raise TypeError(f"{name} must be array-like, got {type(x).__name__}: {exc}") from exc
         if numeric and not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
             raise TypeError(f"{name} must be numeric, got dtype {x.dtype}")
+        if numeric and np.iscomplexobj(x):
+            raise TypeError(f"{name} must be real, got complex dtype {x.dtype}; "
+                            "pass x.real or abs(x) explicitly if that is what you mean")
+    elif numeric and x.is_complex():
+        raise TypeError(f"{name} must be real, got complex dtype {x.dtype}; "
+                        "pass x.real or x.abs() explicitly if that is what you mean")
     shp = _shape(x)
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)

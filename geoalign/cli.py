@@ -4,8 +4,10 @@ Subcommands are registered in :data:`COMMANDS` as ``name -> (module, help)``
 or ``name -> (module, help, configure_function, run_function)``.  The module is
 imported only when its subcommand runs, and defines ``configure_parser(parser)``
 (add its arguments) and ``run_cli(args) -> int`` unless other names are given.
-Bad input raised as ValueError/TypeError/FileNotFoundError/KeyError is printed as
-one line and exits with status 2 (set ``GEOALIGN_DEBUG=1`` for the traceback).
+Bad input raised as ValueError/TypeError/KeyError/OSError (a missing, unreadable or
+unwritable path) is printed as one line and exits with status 2; Ctrl-C exits with
+status 130 and "rerun the same command to resume" (set ``GEOALIGN_DEBUG=1`` for
+the traceback).
 This keeps ``geoalign info`` fast and lets each concept own its own options.
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 import platform
 import sys
 
-__all__ = ["main", "COMMANDS"]
+__all__ = ["main", "COMMANDS", "USER_ERRORS"]
 
 COMMANDS: dict[str, tuple[str, ...]] = {
     "info": ("geoalign.cli", "print versions, devices and threads"),
@@ -27,6 +29,22 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "eval": ("geoalign.train", "evaluate a saved model on paired data (retrieval metrics)",
              "configure_eval_parser", "run_eval_cli"),
 }
+
+
+#: exceptions that mean bad input (exit status 2 with one line); OSError covers unreadable or
+#: unwritable paths (a folder given for a file, a file for a folder, no permission, disk full)
+USER_ERRORS = (ValueError, TypeError, KeyError, OSError)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) if str(exc) else type(exc).__name__
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        text = exc.args[0]  # KeyError quotes its message
+    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in text:
+        text += f": {exc.filename}"
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+        text += " (check the path, its type -- file or folder -- and its permissions)"
+    return text
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -95,11 +113,18 @@ def main(argv: list[str] | None = None) -> int:
     args = sub.parse_args(argv[1:])
     try:
         return int(getattr(module, run_name)(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as exc:
-        # bad input (config, data, arguments): a one-line message, not a traceback
+    except KeyboardInterrupt:
+        # Ctrl-C: finished work is saved atomically (checkpoints, sweep cells, figures)
         if os.environ.get("GEOALIGN_DEBUG"):
             raise
-        print(f"geoalign {ns.command}: error: {exc}", file=sys.stderr)
+        print(f"geoalign {ns.command}: interrupted; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    except USER_ERRORS as exc:
+        # bad input (config, data, arguments, paths): a one-line message, not a traceback
+        if os.environ.get("GEOALIGN_DEBUG"):
+            raise
+        print(f"geoalign {ns.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -85,7 +85,7 @@ import torch
 from torch import nn
 
 from ._backend import resolve_device, to_numpy
-from ._io import atomic_path, atomic_write_json, atomic_write_text
+from ._io import atomic_path, atomic_write_json, atomic_write_text, load_npz
 from ._validation import (check_array, check_choice, check_int, check_nonnegative_scalar,
                           check_positive_scalar, check_same_length)
 
@@ -93,6 +93,7 @@ __all__ = [
     "Trainer",
     "TrainingHistory",
     "as_paired_tensors",
+    "content_hash",
     "distributed_context",
     "register_dataset",
     "load_dataset",
@@ -160,6 +161,24 @@ def as_paired_tensors(data: Any, name: str = "train_data") -> tuple[torch.Tensor
         out.append(t)
     check_same_length(**{nm: t for nm, t in zip(names, out)})
     return tuple(out)
+
+
+def content_hash(arrays: Sequence[Any]) -> str:
+    """SHA-256 (hex, 16 digits) of the dtypes, shapes and bytes of a sequence of arrays/tensors.
+
+    Two data sets hash equal only if every array has the same dtype, shape and
+    values, so a checkpoint or run folder keyed by it is never reused for other data.
+    """
+    h = hashlib.sha256()
+    for a in arrays:
+        if a is None:
+            h.update(b"none;")
+            continue
+        arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+        arr = np.ascontiguousarray(arr)
+        h.update(f"{arr.dtype.str}{arr.shape};".encode())
+        h.update(memoryview(arr.reshape(-1).view(np.uint8)))
+    return h.hexdigest()[:16]
 
 
 def _cast_floats(tensors: Sequence[torch.Tensor], dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
@@ -322,6 +341,14 @@ class Trainer:
         checkpoint is written; raising stops training.
     drop_last : bool
         Drop a last incomplete global batch.
+    identity : dict, optional
+        Whatever else defines the result and is not visible in the module's
+        tensor shapes (the estimator passes its class and constructor
+        arguments, e.g. loss weights and temperatures).  It is hashed into the
+        checkpoints together with these options, the shapes, a SHA-256 content
+        hash of the training and validation data and the geoalign version, so
+        that a checkpoint of another model config or other data is never
+        resumed: it raises ``ValueError`` instead.
     """
 
     def __init__(self, max_epochs: int = 10, batch_size: int = 256, lr: float = 1e-3,
@@ -333,7 +360,8 @@ class Trainer:
                  early_stopping_patience: int | None = None, min_delta: float = 0.0,
                  val_fraction: float = 0.0, log_dir: Any = None, checkpoint_dir: Any = None,
                  checkpoint_every: int = 1, resume: Any = True, progress: bool = True,
-                 callbacks: Iterable[Callable] = (), drop_last: bool = False):
+                 callbacks: Iterable[Callable] = (), drop_last: bool = False,
+                 identity: dict | None = None):
         self.max_epochs = check_int(max_epochs, "max_epochs", minimum=1)
         self.batch_size = check_int(batch_size, "batch_size", minimum=1)
         self.lr = check_positive_scalar(lr, "lr")
@@ -368,6 +396,10 @@ class Trainer:
         self.progress = bool(progress)
         self.callbacks = list(callbacks)
         self.drop_last = bool(drop_last)
+        if identity is not None and not isinstance(identity, dict):
+            raise TypeError(f"identity must be a dict (what else defines the run, e.g. the model "
+                            f"config), got {type(identity).__name__}")
+        self.identity = identity
 
     # -- configuration identity ------------------------------------------------
     _HASHED = ("max_epochs", "batch_size", "lr", "weight_decay", "optimizer", "momentum",
@@ -393,6 +425,11 @@ class Trainer:
             if mps is None or not mps.is_available():
                 raise ValueError(f"device={dev!r} requested but MPS is not available")
         dev = resolve_device(dev)
+        try:
+            torch.device(dev)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device={dev!r} is not a torch device; expected cpu, cuda, cuda:k, "
+                             "mps or auto") from None
         if str(dev).startswith("cuda"):
             idx = torch.device(dev).index
             if idx is not None and idx >= torch.cuda.device_count():
@@ -596,6 +633,12 @@ class Trainer:
         config = self.config()
         extra = {"world_size": ctx.world_size, "train_shapes": [list(t.shape) for t in train],
                  "val_shapes": None if val is None else [list(t.shape) for t in val]}
+        if self.checkpoint_dir is not None or isinstance(self.resume, (str, os.PathLike)):
+            from . import __version__
+
+            extra.update({"identity": self.identity, "geoalign_version": __version__,
+                          "train_data_sha256": content_hash(train),
+                          "val_data_sha256": None if val is None else content_hash(val)})
         config_hash = self._config_hash(extra)
 
         optimizer = self._make_optimizer(model)
@@ -800,12 +843,7 @@ def _load_paired_file(spec: dict, base_dir: Path) -> dict:
         raise ValueError(f"paired file {path} must be an .npz archive with arrays X_a, X_b[, y]")
     keys = {"X_a": spec.get("key_a", "X_a"), "X_b": spec.get("key_b", "X_b"),
             "y": spec.get("key_y", "y")}
-    with np.load(path, allow_pickle=False) as f:
-        missing = [v for k, v in keys.items() if k != "y" and v not in f.files]
-        if missing:
-            raise ValueError(f"paired file {path} lacks array(s) {missing}; it has {f.files}")
-        out = {k: f[v] for k, v in keys.items() if v in f.files}
-    return out
+    return load_npz(path, keys, optional=("y",), what="paired file", missing_error=ValueError)
 
 
 @register_dataset("digits")
@@ -860,22 +898,48 @@ def load_config(path: Any) -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"config {path} does not exist")
-    text = path.read_text()
+    if path.is_dir():
+        raise ValueError(f"config {path} is a folder; give the .json or .toml file")
+    if path.suffix not in (".json", ".toml"):
+        raise ValueError(f"config {path} must end in .json or .toml")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"config {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if path.suffix == ".json":
-        cfg = json.loads(text)
-    elif path.suffix == ".toml":
+        try:
+            cfg = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"config {path} is not valid JSON: {exc.msg} at line {exc.lineno}, "
+                             f"column {exc.colno}") from None
+    else:
         import tomllib
 
-        cfg = tomllib.loads(text)
-    else:
-        raise ValueError(f"config {path} must end in .json or .toml")
+        try:
+            cfg = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"config {path} is not valid TOML: {exc}") from None
     if not isinstance(cfg, dict):
         raise ValueError(f"config {path} must be a table/object at top level")
     missing = [k for k in ("model", "data") if k not in cfg]
     if missing:
         raise ValueError(f"config {path} lacks section(s) {missing}")
+    for section in ("model", "data", "trainer"):
+        if section in cfg and not isinstance(cfg[section], dict):
+            raise ValueError(f"config {path}: {section!r} must be a table ([{section}] in TOML, an "
+                             f"object in JSON) of settings, got {type(cfg[section]).__name__} "
+                             f"{cfg[section]!r}")
     if "name" not in cfg["model"]:
         raise ValueError(f"config {path}: [model] needs a 'name'")
+    if not isinstance(cfg["model"]["name"], str):
+        raise ValueError(f"config {path}: [model] name must be a string (a registered model), "
+                         f"got {cfg['model']['name']!r}")
+    for sub in ("val", "test"):
+        if sub in cfg["data"] and not isinstance(cfg["data"][sub], dict):
+            raise ValueError(f"config {path}: [data.{sub}] must be a table, got "
+                             f"{type(cfg['data'][sub]).__name__}")
+    if "output_dir" in cfg and not isinstance(cfg["output_dir"], str):
+        raise ValueError(f"config {path}: output_dir must be a string path, got {cfg['output_dir']!r}")
     unknown = sorted(set(cfg) - {"model", "data", "trainer", "output_dir"})
     if unknown:
         raise ValueError(f"config {path}: unknown top-level key(s) {unknown}; "
@@ -897,15 +961,70 @@ def configure_train_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:k, mps or auto")
     parser.add_argument("--max-epochs", type=int, default=None, help="override trainer.max_epochs")
     parser.add_argument("--no-resume", action="store_true", help="start fresh even if a checkpoint exists")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a run of a different config or data in the output folder "
+                             "(default: refuse)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+#: files of a run folder that belong to one run (removed by ``--overwrite``)
+_RUN_FILES = ("config.json", "model.pt", "metrics.csv", "checkpoints/last.pt", "checkpoints/best.pt")
+# trainer options that do not change the result (where it is written, how it is shown)
+_UNKEYED_TRAINER = ("checkpoint_dir", "log_dir", "progress", "resume", "callbacks")
+
+
+def _run_key(model_name: str, model_cfg: dict, est_training: dict, trainer_cfg: dict,
+             data: dict, val: Any) -> dict:
+    """Everything that defines a training run's result, and its hash."""
+    from . import __version__
+
+    trainer = {**est_training, **{k: v for k, v in trainer_cfg.items() if k not in _UNKEYED_TRAINER}}
+    key = {"model": {"name": model_name,
+                     **{k: v for k, v in model_cfg.items() if k != "device"}},
+           "trainer": trainer,
+           "data_sha256": content_hash([data["X_a"], data["X_b"], data.get("y")]),
+           "val_data_sha256": None if val is None else content_hash(list(val)),
+           "geoalign_version": __version__}
+    blob = json.dumps(key, sort_keys=True, default=str)
+    return {**key, "sha256": hashlib.sha256(blob.encode()).hexdigest()[:16]}
+
+
+def _check_run_folder(out: Path, key: dict, overwrite: bool) -> None:
+    """Refuse (or with ``overwrite`` clear) an output folder holding another run."""
+    present = [f for f in _RUN_FILES if (out / f).exists()]
+    if not present:
+        return
+    old_key = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        old_key = json.loads((out / "config.json").read_text()).get("run_key")
+    if isinstance(old_key, dict) and old_key.get("sha256") == key["sha256"]:
+        return  # the same run: resume / reuse
+    if not overwrite:
+        if isinstance(old_key, dict):
+            changed = sorted(k for k in set(key) | set(old_key)
+                             if k != "sha256" and old_key.get(k) != key.get(k))
+            what = f"a run with different {', '.join(changed)}"
+        else:
+            what = f"files of an unidentified run ({', '.join(present)})"
+        raise ValueError(f"output folder {out} holds {what}; pass --overwrite to replace it or "
+                         "choose another --output (its weights are never reused for other "
+                         "settings or data)")
+    for f in present:
+        with contextlib.suppress(FileNotFoundError):
+            (out / f).unlink()
 
 
 def run_train_cli(args: argparse.Namespace) -> int:
     """``geoalign train``: build the model and data from a config, train, save ``model.pt``.
 
-    Writes into the output folder: ``config.json`` (the resolved config),
-    ``checkpoints/last.pt`` and ``best.pt``, ``metrics.csv`` and ``model.pt``
-    (the fitted estimator, for ``geoalign eval``).  Under ``torchrun`` only rank 0 writes.
+    Writes into the output folder: ``config.json`` (the resolved config and
+    its ``run_key``: the model config, trainer options, SHA-256 content hashes
+    of the data and the geoalign version), ``checkpoints/last.pt`` and
+    ``best.pt``, ``metrics.csv`` and ``model.pt`` (the fitted estimator, for
+    ``geoalign eval``).  Rerunning the same command resumes; a folder holding a
+    run with another key is refused unless ``--overwrite``.  Everything
+    (config, data, model arguments, trainer options, device) is validated
+    before anything is written.  Under ``torchrun`` only rank 0 writes.
     """
     from .models.base import get_model_class
 
@@ -914,6 +1033,10 @@ def run_train_cli(args: argparse.Namespace) -> int:
     base_dir = cfg_path.resolve().parent
     out = Path(args.output) if args.output else (
         _resolve(cfg["output_dir"], base_dir) if "output_dir" in cfg else base_dir / cfg_path.stem)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--output {out} is a file; give a folder for the run")
+    if args.max_epochs is not None and args.max_epochs < 1:
+        raise ValueError(f"--max-epochs must be >= 1, got {args.max_epochs}")
     data_spec = dict(cfg["data"])
     val_spec = data_spec.pop("val", None)
     data_spec.pop("test", None)  # [data.test] is for ``geoalign eval``
@@ -923,7 +1046,8 @@ def run_train_cli(args: argparse.Namespace) -> int:
         v = load_dataset(val_spec, base_dir)
         val = (v["X_a"], v["X_b"]) + ((v["y"],) if "y" in v else ())
     model_cfg = dict(cfg["model"])
-    klass = get_model_class(model_cfg.pop("name"))
+    model_name = model_cfg.pop("name")
+    klass = get_model_class(model_name)
     trainer_cfg = dict(cfg.get("trainer", {}))
     if args.max_epochs is not None:
         trainer_cfg["max_epochs"] = args.max_epochs
@@ -932,6 +1056,18 @@ def run_train_cli(args: argparse.Namespace) -> int:
     est_training = {k: trainer_cfg.pop(k) for k in _ESTIMATOR_TRAINING_KEYS if k in trainer_cfg}
     if "seed" in trainer_cfg:
         model_cfg.setdefault("random_state", trainer_cfg.pop("seed"))
+    bad = sorted(set(model_cfg) - set(klass._param_names()))
+    if bad:
+        raise ValueError(f"config {cfg_path}: [model] key(s) {bad} are not arguments of "
+                         f"{klass.__name__}; valid: {sorted(set(klass._param_names()) - {'trainer_options'})}")
+    # validate the trainer options and the device now, before anything is written
+    probe = {k: v for k, v in trainer_cfg.items() if k not in _UNKEYED_TRAINER}
+    try:
+        Trainer(**est_training, **probe,
+                device=model_cfg.get("device"))._resolve_device(distributed_context())
+    except TypeError as exc:
+        raise ValueError(f"config {cfg_path}: [trainer] {exc}") from None
+    key = _run_key(model_name, model_cfg, est_training, trainer_cfg, data, val)
     trainer_cfg.setdefault("checkpoint_dir", str(out / "checkpoints"))
     trainer_cfg.setdefault("log_dir", str(out))
     if args.no_resume:
@@ -940,9 +1076,23 @@ def run_train_cli(args: argparse.Namespace) -> int:
         trainer_cfg["progress"] = False
     estimator = klass(**model_cfg, **est_training, trainer_options=trainer_cfg)
     ctx = distributed_context()
+    fresh = not out.exists() or not any((out / f).exists() for f in _RUN_FILES)
     if ctx.is_main:
-        atomic_write_json(out / "config.json", {**cfg, "output_dir": str(out)})
-    estimator.fit(data["X_a"], data["X_b"], data.get("y"), val_data=val)
+        _check_run_folder(out, key, args.overwrite)
+        atomic_write_json(out / "config.json", {**cfg, "output_dir": str(out), "run_key": key})
+    try:
+        estimator.fit(data["X_a"], data["X_b"], data.get("y"), val_data=val)
+    except Exception:
+        # a run that failed before its first checkpoint leaves nothing behind (an interrupted
+        # one keeps its checkpoint and config.json, so that rerunning resumes)
+        if ctx.is_main and fresh and not (out / "checkpoints" / "last.pt").exists():
+            for f in _RUN_FILES:
+                with contextlib.suppress(FileNotFoundError):
+                    (out / f).unlink()
+            for folder in (out / "checkpoints", out):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only if empty
+        raise
     if ctx.is_main:
         estimator.save(out / "model.pt")
         h = estimator.history_
@@ -969,6 +1119,9 @@ def run_eval_cli(args: argparse.Namespace) -> int:
     """``geoalign eval``: cross-view retrieval metrics (R@K, median rank) of a saved model."""
     from .models.base import AlignmentEstimator
 
+    if args.output and Path(args.output).is_dir():
+        raise ValueError(f"--output {args.output} is a folder; give a file name such as "
+                         f"{Path(args.output) / 'metrics.json'}")
     est = AlignmentEstimator.load(args.model, device=args.device)
     if args.data is not None:
         data = load_dataset({"source": "paired_file", "path": args.data}, Path.cwd())

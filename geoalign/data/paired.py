@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_path
+from .._io import atomic_path, load_npy, load_npz
 from .._validation import check_array
 
 __all__ = ["PairedEmbeddings", "load_paired", "save_paired"]
@@ -104,30 +104,46 @@ def load_paired(path, path_b=None, *, key_a: str = "a", key_b: str = "b",
             if p.suffix.lower() != ".npy":
                 raise ValueError(f"{arg} must be a .npy file, got {p}")
         mode = "r" if mmap else None
-        a = np.load(path, mmap_mode=mode, allow_pickle=False)
-        b = np.load(files["path_b"], mmap_mode=mode, allow_pickle=False)
-        labels = (np.load(files["labels_path"], allow_pickle=False)
+        a = load_npy(path, mmap=mmap, what="view a file")
+        b = load_npy(files["path_b"], mmap=mmap, what="path_b file")
+        labels = (load_npy(files["labels_path"], what="labels_path file")
                   if "labels_path" in files else None)
         return _check_pair(a, b, labels, f"{path} + {path_b}")
     if path_b is not None or labels_path is not None:
         raise ValueError(f"path_b / labels_path only apply to .npy files; {path} holds both views "
                          f"(use key_a / key_b / labels_key)")
     if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            keys = set(z.files)
-            a = _from_mapping(keys, z.__getitem__, path, key_a, "view a")
-            b = _from_mapping(keys, z.__getitem__, path, key_b, "view b")
-            labels = (None if labels_key is None
-                      else _from_mapping(keys, z.__getitem__, path, labels_key, "labels"))
-        return _check_pair(a, b, labels, str(path))
+        roles = {"view a": key_a, "view b": key_b}
+        if labels_key is not None:
+            roles["labels"] = labels_key
+        arrays = load_npz(path, roles, what="paired embeddings file")
+        return _check_pair(arrays["view a"], arrays["view b"], arrays.get("labels"), str(path))
     if suffix in _H5:
         try:
             import h5py
         except ImportError as exc:  # pragma: no cover - h5py is in the io extra
             raise ImportError("reading .h5 files needs h5py (pip install 'geoalign[io]')") from exc
-        with h5py.File(path, "r") as f:
-            keys = set(f.keys())
-            get = lambda k: f[k][()]  # noqa: E731 - read the whole dataset
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise ValueError(f"{path} is not a readable HDF5 file (truncated or another format: "
+                             f"{exc}); write it again, e.g. with save_paired") from None
+        with f:
+            keys = f  # membership accepts nested dataset paths such as "group/name"
+
+            def get(k):
+                node = f[k]
+                if not isinstance(node, h5py.Dataset):
+                    inside = sorted(node.keys()) if isinstance(node, h5py.Group) else []
+                    raise ValueError(f"{path}: {k!r} is an HDF5 group, not a dataset (it holds "
+                                     f"{inside}); give the path of a dataset, e.g. "
+                                     f"'{k}/{inside[0] if inside else 'name'}'")
+                try:
+                    return node[()]
+                except (OSError, RuntimeError, KeyError) as exc:
+                    raise ValueError(f"{path}: dataset {k!r} cannot be read (truncated or "
+                                     f"corrupt file: {exc})") from None
+
             a = _from_mapping(keys, get, path, key_a, "view a")
             b = _from_mapping(keys, get, path, key_b, "view b")
             labels = None if labels_key is None else _from_mapping(keys, get, path, labels_key, "labels")

@@ -205,8 +205,9 @@ def load_xlsa17(
         seen evaluation split.
     seed : int
         Seed of that held-out split.
-    dtype : numpy dtype
-        Floating dtype of the returned features.
+    dtype : numpy floating dtype
+        Dtype of the returned features; integer dtypes raise ``TypeError``
+        (they would truncate the scaled features).
 
     Returns
     -------
@@ -215,6 +216,13 @@ def load_xlsa17(
     check_choice(mode, "mode", ("test", "validation"))
     check_choice(scaler, "scaler", ("minmax", "standard", "none"))
     check_choice(overlap, "overlap", ("drop", "keep", "raise"))
+    try:
+        out_dtype = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be a NumPy floating dtype, got {dtype!r} ({exc})") from None
+    if not np.issubdtype(out_dtype, np.floating):
+        raise TypeError(f"dtype must be a floating dtype (float32 or float64): the scaled features "
+                        f"are fractions that {out_dtype} would truncate; got {out_dtype}")
     folder = Path(root) / name
     if not folder.is_dir():
         raise FileNotFoundError(f"xlsa17 folder not found: {folder} (expected <root>/<NAME>/ "
@@ -233,6 +241,8 @@ def load_xlsa17(
             if features.shape[0] == n else ""
         raise ValueError(f"{res_path.name}: key 'features' must have shape (D, N) with N = "
                          f"{n} labels, got {features.shape}{hint}")
+    if np.iscomplexobj(features):
+        raise ValueError(f"{res_path.name}: key 'features' is complex ({features.dtype}); expected real values")
     if not np.all(np.isfinite(features)):
         raise ValueError(f"{res_path.name}: key 'features' contains NaN or Inf")
     X = np.ascontiguousarray(features.T, dtype=np.float64)
@@ -241,6 +251,8 @@ def load_xlsa17(
     if attributes.ndim != 2 or not np.issubdtype(attributes.dtype, np.number):
         raise ValueError(f"{att_path.name}: key 'att' must be a 2-D numeric (A, C) array, "
                          f"got shape {attributes.shape}")
+    if np.iscomplexobj(attributes):
+        raise ValueError(f"{att_path.name}: key 'att' is complex ({attributes.dtype}); expected real values")
     if not np.all(np.isfinite(attributes)):
         raise ValueError(f"{att_path.name}: key 'att' contains NaN or Inf")
     n_classes = attributes.shape[1]
@@ -326,7 +338,7 @@ def load_xlsa17(
     fitted = FeatureScaler.fit(X[tr], scaler)
 
     def feats(idx):
-        return fitted.transform(X[idx]).astype(dtype)
+        return fitted.transform(X[idx]).astype(out_dtype)
 
     return XLSA17Split(
         name=name, mode=mode,

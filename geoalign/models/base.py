@@ -41,7 +41,7 @@ from .._io import atomic_write_bytes
 from .._validation import check_array, check_same_length
 
 __all__ = ["AlignmentEstimator", "MODEL_REGISTRY", "register_model", "get_model_class",
-           "NotFittedError"]
+           "NotFittedError", "read_model_file"]
 
 SAVE_FORMAT = "geoalign.model/1"
 
@@ -71,6 +71,93 @@ def get_model_class(name: str) -> type:
         module, _, attr = target.partition(":")
         target = getattr(importlib.import_module(module), attr)
     return target
+
+
+def _class_path(klass: type) -> str:
+    return f"{klass.__module__}:{klass.__qualname__}"
+
+
+def _registered_class(state: dict, path: Path) -> type:
+    """The registered estimator class a model file names -- never an arbitrary import path.
+
+    Files name their class by registry name (``"model"``); older files carry a
+    ``"module:Class"`` path (``"class"``), accepted only when it is exactly the
+    path of a registered class.
+    """
+    name = state.get("model")
+    if isinstance(name, str):
+        if name not in MODEL_REGISTRY:
+            raise ValueError(f"{path} names model {name!r}, which is not registered "
+                             f"(registered: {', '.join(sorted(MODEL_REGISTRY))}); "
+                             "register_model it before loading")
+        return get_model_class(name)
+    target = state.get("class")
+    if not isinstance(target, str):
+        raise ValueError(f"{path} does not name its model class; it is not a saved geoalign model")
+    for reg_name, reg_target in MODEL_REGISTRY.items():
+        reg_path = reg_target if isinstance(reg_target, str) else _class_path(reg_target)
+        if reg_path == target:
+            return get_model_class(reg_name)
+    raise ValueError(f"{path} names class {target!r}, which is not a registered geoalign model "
+                     f"(registered: {', '.join(sorted(MODEL_REGISTRY))}); refusing to import it")
+
+
+def _check_saved_params(klass: type, params: Any, path: Path) -> None:
+    """Saved constructor arguments must be a dict of the class's own parameter names."""
+    if not isinstance(params, dict):
+        raise ValueError(f"{path}: 'params' must be a dict of constructor arguments, "
+                         f"got {type(params).__name__}")
+    valid = set(klass._param_names())
+    unknown = sorted(set(params) - valid)
+    if unknown:
+        raise ValueError(f"{path}: parameter(s) {unknown} are not arguments of {klass.__name__} "
+                         f"(valid: {sorted(valid)}); the file is corrupt or from another version")
+    try:
+        inspect.signature(klass.__init__).bind(None, **params)
+    except TypeError as exc:
+        raise ValueError(f"{path}: saved parameters do not fit {klass.__name__}: {exc}") from None
+
+
+def read_model_file(path: str | os.PathLike) -> dict:
+    """Read a model file written by :meth:`AlignmentEstimator.save` (tensors and plain data only).
+
+    Raises ``FileNotFoundError`` or ``ValueError`` naming the file for a
+    missing, truncated, corrupt or foreign file (never torch's advice to pass
+    ``weights_only=False``, which would allow code execution).
+    """
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    if path.is_dir():
+        raise ValueError(f"model file {path} is a folder; give the model.pt file inside it")
+    if path.suffix.lower() == ".npz":
+        raise ValueError(f"{path} is an .npz file, not a torch model file (.pt); CCA and ESZSL "
+                         "models are saved as .npz: load them with "
+                         "geoalign.models.linear.load_linear_model")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"{path} holds objects other than tensors and plain data, which geoalign "
+                         "never writes; refusing to load it (it may be corrupt or not a geoalign "
+                         f"model; detail: {str(exc).splitlines()[0][:200]})") from None
+    except (EOFError, OSError, RuntimeError, zipfile.BadZipFile, ValueError, KeyError,
+            IndexError, AttributeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is truncated or corrupt and cannot be read as a geoalign model "
+                         f"({type(exc).__name__}); re-save or retrain it") from None
+    if not isinstance(state, dict) or state.get("format") != SAVE_FORMAT:
+        raise ValueError(f"{path} is not a saved geoalign model (expected format {SAVE_FORMAT!r})")
+    missing = [k for k in ("params", "n_features_a", "n_features_b", "seed", "module_config",
+                           "history", "state_dict") if k not in state]
+    if missing:
+        raise ValueError(f"{path} is not a complete geoalign model file: missing {missing}")
+    if not isinstance(state["module_config"], dict) or not isinstance(state["history"], dict):
+        raise ValueError(f"{path} is corrupt: 'module_config' and 'history' must be dicts")
+    return state
 
 
 class NotFittedError(RuntimeError):
@@ -193,14 +280,19 @@ class AlignmentEstimator:
         options = dict(self.trainer_options or {})
         own = {"max_epochs": self.max_epochs, "batch_size": self.batch_size, "lr": self.lr,
                "weight_decay": self.weight_decay, "optimizer": self.optimizer}
-        twice = sorted(set(options) & (set(own) | {"device", "seed"}))
+        twice = sorted(set(options) & (set(own) | {"device", "seed", "identity"}))
         if twice:
             raise ValueError(f"trainer_options must not repeat estimator parameters {twice}; "
                              "set them on the estimator")
         seed = self.random_state
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31 - 1))
-        trainer = Trainer(**own, device=device, seed=int(seed), **options)
+        # everything that defines the result besides the trainer options: resuming a checkpoint
+        # of other loss weights / temperatures (same tensor shapes) must be refused
+        identity = {"class": _class_path(type(self)),
+                    "params": {k: v for k, v in self.get_params().items()
+                               if k not in ("trainer_options", "device")}}
+        trainer = Trainer(**own, device=device, seed=int(seed), identity=identity, **options)
         ta = torch.as_tensor(to_numpy(X_a), dtype=dtype)
         tb = torch.as_tensor(to_numpy(X_b), dtype=dtype)
         ty = None if y is None else torch.as_tensor(to_numpy(y)).to(torch.int64)
@@ -243,6 +335,15 @@ class AlignmentEstimator:
         return self._transform(X, "b", self.n_features_b_)
 
     # -- persistence ----------------------------------------------------------------
+    @classmethod
+    def _registry_name(cls) -> str:
+        for name, target in MODEL_REGISTRY.items():
+            if target is cls or target == _class_path(cls):
+                return name
+        raise ValueError(f"{cls.__name__} is not registered; call "
+                         f"register_model(name, {cls.__name__}) before saving, so that load can "
+                         "find it by name (model files never import arbitrary paths)")
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write parameters, learned attributes and weights to ``path`` atomically (torch format)."""
         import torch
@@ -254,8 +355,8 @@ class AlignmentEstimator:
         params["trainer_options"] = {k: (str(v) if isinstance(v, Path) else v)
                                      for k, v in (params.get("trainer_options") or {}).items()
                                      if k != "callbacks"}
-        state = {"format": SAVE_FORMAT,
-                 "class": f"{type(self).__module__}:{type(self).__qualname__}",
+        state = {"format": SAVE_FORMAT, "model": self._registry_name(),
+                 "class": _class_path(type(self)),
                  "params": params,
                  "n_features_a": self.n_features_a_, "n_features_b": self.n_features_b_,
                  "seed": self.seed_, "module_config": self._module_config(),
@@ -280,15 +381,11 @@ class AlignmentEstimator:
         from ..train import TrainingHistory
 
         path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"model file {path} does not exist")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != SAVE_FORMAT:
-            raise ValueError(f"{path} is not a saved geoalign model (expected format {SAVE_FORMAT!r})")
-        module_name, _, qual = state["class"].partition(":")
-        klass = getattr(importlib.import_module(module_name), qual)
+        state = read_model_file(path)
+        klass = _registered_class(state, path)
         if cls is not AlignmentEstimator and not issubclass(klass, cls):
             raise ValueError(f"{path} holds a {klass.__name__}, not a {cls.__name__}")
+        _check_saved_params(klass, state["params"], path)
         params = dict(state["params"])
         if device is not None:
             params["device"] = device
