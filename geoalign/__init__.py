@@ -25,6 +25,8 @@ _EXPORTS: dict[str, str] = {
     "estimate_density": "fiber",
     "fiber_counts": "fiber",
     "fiber_product": "fiber",
+    "iter_fiber_product": "fiber",
+    "TooManyPairsError": "fiber",
     "pair_distances": "fiber",
     "FrechetMeanResult": "manifolds.frechet",
     "frechet_mean": "manifolds.frechet",

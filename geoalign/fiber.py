@@ -56,7 +56,18 @@ mask of the same shape are reused (one pair per worker thread on the CPU).
 ``memory_budget`` (bytes, default 256 MiB) bounds all these buffers together
 and the float64 candidate recomputation; the default block shape is also kept
 small on the CPU (256 x 2048) so that each buffer stays in cache.  Outputs (pairs and distances) are of course proportional to
-:math:`N(\varepsilon)`.
+:math:`N(\varepsilon)`: :func:`fiber_product` refuses (``max_pairs``, default
+from the available memory) a join whose pairs would not fit, estimating the
+output size from a sample of rows first, and :func:`iter_fiber_product` yields
+the pairs one block of rows at a time.
+
+Range
+-----
+Magnitudes beyond :math:`2^{\pm 400}` would overflow or underflow when
+squared.  Such inputs are divided by a power of two first (exact in binary
+floating point): globally for the Euclidean metric, whose distances are
+multiplied back, and per row for the angular metrics, whose directions do not
+change.  Inputs within that range are used as given.
 
 Speed
 -----
@@ -76,11 +87,14 @@ join ``X[i0:i1]`` against ``Y[j0:j1]`` and the caller merges the parts with
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -96,6 +110,10 @@ __all__ = [
     "DensityEstimate",
     "PrecisionRecall",
     "fiber_product",
+    "iter_fiber_product",
+    "TooManyPairsError",
+    "BYTES_PER_PAIR",
+    "available_memory",
     "fiber_counts",
     "estimate_density",
     "pair_distances",
@@ -107,6 +125,10 @@ DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes for the distance block + mask + rec
 _U32 = 2.0**-24  # float32 unit roundoff
 _U64 = 2.0**-53
 _TINY32 = 2.0**-149  # float32 subnormal spacing: absolute error of an underflowing operation
+# magnitudes whose squares, summed over any realistic d, neither overflow nor lose precision to
+# underflow in float64; outside, rows are rescaled by a power of two first
+_SAFE_HI = 2.0**400
+_SAFE_LO = 2.0**-400
 _CPU_BLOCK = (256, 2048)  # 2.5 MB of buffers per thread: stays in cache, GEMM still efficient
 
 
@@ -195,8 +217,8 @@ class FiberProduct:
         Parameters
         ----------
         true_pairs : array-like, shape=[t, 2], int
-            Global ``(i, j)`` indices (same convention as :attr:`pairs`);
-            duplicates are counted once.
+            Global ``(i, j)`` indices (same convention as :attr:`pairs`), within
+            ``[offset, offset + shape)``; duplicates are counted once.
         """
         true = check_array(true_pairs, "true_pairs", ndim=2, shape=(None, 2))
         true = to_numpy(true)
@@ -207,6 +229,15 @@ class FiberProduct:
         width = self.offset[1] + self.shape[1] + 1
         if true.size and (true.min() < 0):
             raise ValueError("true_pairs must hold non-negative indices")
+        lo = np.asarray(self.offset, dtype=np.int64)
+        hi = lo + np.asarray(self.shape, dtype=np.int64)
+        outside = ((true < lo) | (true >= hi)).any(axis=1) if true.size else np.zeros(0, bool)
+        if outside.any():
+            k = int(np.argmax(outside))
+            raise ValueError(
+                f"true_pairs[{k}] = {true[k].tolist()} lies outside the joined index range: rows "
+                f"[{lo[0]}, {hi[0]}) x columns [{lo[1]}, {hi[1]}) (offset + shape); {int(outside.sum())} "
+                "pair(s) outside -- were they computed for other data or without the offsets?")
         if true.size:
             width = max(width, int(true[:, 1].max()) + 1)
         pred = to_numpy(self.pairs).reshape(-1, 2).astype(np.int64, copy=False)
@@ -364,6 +395,7 @@ class _Prepared:
     u_in: float  # unit roundoff of the cast exact -> filter rows
     tiny: float  # absolute error of an underflowing filter operation
     extra: dict = field(default_factory=dict)
+    scale: float = 1.0  # Euclidean rows were divided by this power of two (overflow/underflow)
 
 
 def _matmul_unit_roundoff(device: torch.device) -> float:
@@ -422,6 +454,43 @@ def _sq_norms64(t: torch.Tensor) -> torch.Tensor:
     return (t64 * t64).sum(1)
 
 
+def _max_abs(t: torch.Tensor) -> float:
+    return float(t.abs().max()) if t.numel() else 0.0
+
+
+def _out_of_range(a):
+    """Whether magnitudes ``a`` would overflow or underflow when squared and summed in float64."""
+    return (a > _SAFE_HI) | ((a < _SAFE_LO) & (a > 0))
+
+
+def _rescale_euclidean(ex: torch.Tensor, ey: torch.Tensor):
+    """Divide both point sets by a power of two when their squares would over/underflow.
+
+    A power of two is exact in binary floating point, so the distances of the
+    scaled rows times the scale are the distances of the rows (up to the
+    underflow of components ~2^-1000 smaller than the largest one).  Data
+    within the safe range are left untouched (scale 1).
+    """
+    biggest = max(_max_abs(ex), _max_abs(ey))
+    if not bool(_out_of_range(np.float64(biggest))):
+        return ex, ey, 1.0
+    scale = math.ldexp(1.0, math.frexp(biggest)[1])
+    return ex / scale, ey / scale, scale
+
+
+def _rescale_rows(t: torch.Tensor) -> torch.Tensor:
+    """Angular metrics: scale each out-of-range row by a power of two (its direction is unchanged)."""
+    if t.numel() == 0:
+        return t
+    big = t.abs().amax(1)
+    bad = _out_of_range(big)
+    if not bool(bad.any()):
+        return t
+    factor = torch.where(bad, torch.ldexp(torch.ones_like(big), -torch.frexp(big).exponent),
+                         torch.ones_like(big))
+    return t * factor.unsqueeze(1)
+
+
 def _prepare(X, Y, metric, shared_projector, device, name_x="X", name_y="Y") -> _Prepared:
     check_choice(metric, "metric", METRICS)
     X = check_array(X, name_x, ndim=2, finite=False)
@@ -436,11 +505,19 @@ def _prepare(X, Y, metric, shared_projector, device, name_x="X", name_y="Y") -> 
     check_finite(Y, name_y)
     dev = torch.device(resolve_device(device, X, Y))
     ex, ey = _as_tensor(X, name_x, dev), _as_tensor(Y, name_y, dev)
+    # huge (>= 2^400) or tiny (<= 2^-400) magnitudes: rescale by a power of two so that no
+    # squared norm overflows or underflows (Euclidean: globally, distances scaled back exactly;
+    # angular metrics: per row, the direction is unchanged)
+    scale = 1.0
+    if metric == "euclidean":
+        ex, ey, scale = _rescale_euclidean(ex, ey)
+    else:
+        ex, ey = _rescale_rows(ex), _rescale_rows(ey)
     if shared_projector is not None:
         B = _check_projector(shared_projector, ex.shape[1], dev)
         ex, ey = ex.to(torch.float64) @ B, ey.to(torch.float64) @ B
     if metric != "euclidean":
-        ex, ey = ex.to(torch.float64), ey.to(torch.float64)
+        ex, ey = _rescale_rows(ex.to(torch.float64)), _rescale_rows(ey.to(torch.float64))
         for t, name in ((ex, name_x), (ey, name_y)):
             zero = torch.linalg.vector_norm(t, dim=1) == 0
             if bool(zero.any()):
@@ -469,7 +546,7 @@ def _prepare(X, Y, metric, shared_projector, device, name_x="X", name_y="Y") -> 
     # max filter-row norms, rounded up (inputs to the a-priori error bound)
     max_norms = tuple(float(t.max()) ** 0.5 * (1 + 1e-12) if t.numel() else 0.0 for t in (sq_x, sq_y))
     return _Prepared(ex, ey, fx.contiguous(), fy.contiguous(), sq_x, sq_y, norm_max,
-                     metric, dev, d, u_gemm, u_in, tiny, {"max_norms": max_norms})
+                     metric, dev, d, u_gemm, u_in, tiny, {"max_norms": max_norms}, scale)
 
 
 # --------------------------------------------------------------------------- thresholds
@@ -519,12 +596,16 @@ def _exact_distances(prep: _Prepared, ii: torch.Tensor, jj: torch.Tensor, chunk:
             diff -= ey[jj_np[s:s + chunk]]
             sq = np.einsum("ij,ij->i", diff, diff)
             out_np[s:s + chunk] = _sq_to_metric(sq, prep.metric, np)
+        if prep.scale != 1.0:
+            out_np *= prep.scale
         return torch.from_numpy(out_np)
     out = torch.empty(ii.shape[0], dtype=torch.float64, device=prep.device)
     for s in range(0, ii.shape[0], chunk):
         diff = prep.exact_x[ii[s:s + chunk]].to(torch.float64)
         diff.sub_(prep.exact_y[jj[s:s + chunk]])
         out[s:s + chunk] = _sq_to_metric((diff * diff).sum(1), prep.metric, torch)
+    if prep.scale != 1.0:
+        out *= prep.scale
     return out
 
 
@@ -621,7 +702,18 @@ def _scan(prep: _Prepared, sq_threshold: float, block_size, memory_budget: int, 
     fy = prep.filt_y
     local = threading.local()
 
+    abort = threading.Event()  # set by the first failing block: the others stop at once
+
     def run_row_block(r0: int) -> list:
+        if abort.is_set():
+            return []
+        try:
+            return _run_row_block(r0)
+        except BaseException:
+            abort.set()
+            raise
+
+    def _run_row_block(r0: int) -> list:
         if not hasattr(local, "buf"):
             local.buf = torch.empty(bx * by, dtype=prep.filt_x.dtype, device=prep.device)
             local.mask = torch.empty(bx * by, dtype=torch.bool, device=prep.device)
@@ -632,6 +724,8 @@ def _scan(prep: _Prepared, sq_threshold: float, block_size, memory_budget: int, 
         thr = _filter_row_thresholds(prep, sq_threshold, slice(r0, r1))
         kept = []
         for c0 in range(0, m, by):
+            if abort.is_set():
+                break
             c1 = min(m, c0 + by)
             cb = c1 - c0
             g = buf[: rb * cb].view(rb, cb)
@@ -703,6 +797,7 @@ def fiber_product(
     col_offset: int = 0,
     progress: bool | None = None,
     num_threads: int | None = None,
+    max_pairs: int | str | None = "auto",
 ) -> FiberProduct:
     r"""Exact ε-join :math:`F_\varepsilon = \{(i,j) : \operatorname{dist}(x_i, y_j) \le \varepsilon\}`.
 
@@ -739,6 +834,18 @@ def fiber_product(
         kernels (default ``torch.get_num_threads()``; use 1 inside a Dask or
         multiprocessing worker that is already parallel).  While they run,
         torch's intra-op thread count is set to 1 and restored afterwards.
+    max_pairs : int, "auto" or None
+        Most pairs to return.  ``"auto"`` (default): half the memory available
+        now (``MemAvailable``, a cgroup limit, or free pages; the free memory of
+        the GPU too when computing there) divided by :data:`BYTES_PER_PAIR`
+        (the peak bytes the join needs per returned pair), at least
+        :math:`2^{20}` pairs.  When ``n*m`` exceeds
+        it, the output size is first estimated from a seeded sample of 256 rows
+        of ``X``; a join estimated at more than twice the limit, or found to
+        exceed it while running, raises :class:`TooManyPairsError`
+        (suggesting :func:`fiber_counts`, a smaller ``eps``,
+        :func:`iter_fiber_product` or the Dask join) instead of exhausting the
+        memory.  ``None``: no limit.
 
     Returns
     -------
@@ -756,22 +863,136 @@ def fiber_product(
     eps = check_nonnegative_scalar(eps, "eps")
     memory_budget = check_int(memory_budget, "memory_budget", minimum=1024)
     offsets = _check_offsets(row_offset, col_offset)
+    num_threads = _check_threads(num_threads)
     prep = _prepare(X, Y, metric, shared_projector, device)
-    sq_thr = _defining_sq_threshold(eps, metric, prep.d)
+    n, m = int(prep.filt_x.shape[0]), int(prep.filt_y.shape[0])
+    limit = _resolve_max_pairs(max_pairs, prep.device, n * m)
+    sq_thr = _defining_sq_threshold(eps / prep.scale, metric, prep.d)
+    if limit is not None and n * m > limit:
+        _check_sampled_size(prep, eps, sq_thr, limit, block_size, memory_budget, num_threads)
+    kept = _scan(prep, sq_thr, block_size, memory_budget, progress, "fiber_product",
+                 _within(eps, limit, n, m), num_threads)
+    return _assemble(kept, prep, offsets, X if is_torch(X) else Y, eps, metric)
+
+
+class TooManyPairsError(ValueError, MemoryError):
+    """A join would return more pairs than ``max_pairs`` allows (raised before memory runs out)."""
+
+
+#: peak bytes :func:`fiber_product` needs per returned pair: the kept (i, j, distance) of the
+#: blocks (24), their concatenation (24), the sort keys and order (16), the sorted output (24)
+BYTES_PER_PAIR = 88
+_MIN_AUTO_PAIRS = 1 << 20  # max_pairs="auto" never allows fewer pairs than this
+
+
+def available_memory(device: Any = None) -> int:
+    """Bytes of memory available now: ``MemAvailable`` (Linux), capped by a cgroup limit, else
+    free physical pages; on a CUDA ``device`` also at most its free memory."""
+    avail = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+    if avail is None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        with contextlib.suppress(OSError, ValueError):
+            limit = int(Path(limit_file).read_text(encoding="ascii").strip())
+            usage = int(Path(usage_file).read_text(encoding="ascii").strip())
+            if limit < 2**60:
+                avail = min(avail if avail is not None else limit, max(0, limit - usage))
+            break
+    if avail is None:
+        avail = 4 * 2**30  # unknown platform: assume a modest 4 GiB
+    if device is not None and torch.device(device).type == "cuda":
+        with contextlib.suppress(RuntimeError):
+            avail = min(avail, int(torch.cuda.mem_get_info(torch.device(device))[0]))
+    return int(avail)
+
+
+def _resolve_max_pairs(max_pairs: Any, device, n_pairs: int) -> int | None:
+    if max_pairs is None:
+        return None
+    if isinstance(max_pairs, str):
+        check_choice(max_pairs, "max_pairs", ("auto",))
+        if n_pairs <= _MIN_AUTO_PAIRS:  # cannot exceed the floor: no need to ask the OS
+            return _MIN_AUTO_PAIRS
+        return max(_MIN_AUTO_PAIRS, available_memory(device) // 2 // BYTES_PER_PAIR)
+    return check_int(max_pairs, "max_pairs", minimum=0)
+
+
+def _too_many(what: str, limit: int, eps: float, n: int, m: int) -> TooManyPairsError:
+    return TooManyPairsError(
+        f"fiber_product: {what}, more than max_pairs={limit} "
+        f"(~{limit * BYTES_PER_PAIR / 2**30:.2g} GiB at {BYTES_PER_PAIR} bytes per pair; "
+        f"max_pairs='auto' allows half the available memory) for eps={eps} over {n} x {m} pairs. "
+        "Use fiber_counts(X, Y, eps_grid) if N(eps) is enough, a smaller eps, "
+        "iter_fiber_product(...) to stream the pairs block by block, or "
+        "geoalign.distributed_fiber_product (Dask) to spread them over workers; "
+        "max_pairs=None lifts the limit")
+
+
+def _within(eps: float, limit: int | None, n: int, m: int):
+    """``reduce_block`` keeping the pairs within ``eps``, raising once more than ``limit`` are kept."""
+    lock = threading.Lock()
+    total = [0]
 
     def keep_within(ii, jj, dist):
         keep = dist <= eps
+        if limit is not None:
+            k = int(keep.sum())
+            with lock:
+                total[0] += k
+                if total[0] > limit:
+                    raise _too_many(f"{total[0]} pairs found before stopping (join unfinished)", limit,
+                                    eps, n, m)
         return ii[keep], jj[keep], dist[keep]
 
-    kept = _scan(prep, sq_thr, block_size, memory_budget, progress, "fiber_product", keep_within,
-                 _check_threads(num_threads))
+    return keep_within
+
+
+def _rows_of(prep: _Prepared, rows) -> _Prepared:
+    """The same preparation restricted to some rows of ``X`` (slice or sorted index tensor)."""
+    return replace(prep, exact_x=prep.exact_x[rows], filt_x=prep.filt_x[rows].contiguous(),
+                   sq_x=prep.sq_x[rows])
+
+
+def _check_sampled_size(prep: _Prepared, eps: float, sq_thr: float, limit: int, block_size,
+                        memory_budget: int, num_threads) -> None:
+    """Estimate ``N(eps)`` from a seeded sample of rows of ``X``; raise if it exceeds ``limit``."""
+    n, m = int(prep.filt_x.shape[0]), int(prep.filt_y.shape[0])
+    n_sample = min(n, 256)
+    rows = np.sort(np.random.default_rng(0).choice(n, n_sample, replace=False))
+    sub = _rows_of(prep, torch.as_tensor(rows, device=prep.device))
+
+    def count(ii, jj, dist):
+        return int((dist <= eps).sum())
+
+    hits = sum(_scan(sub, sq_thr, block_size, memory_budget, False, "fiber_product sample",
+                     count, num_threads))
+    estimate = hits * n / n_sample
+    # refuse up front only when the estimate is clearly above the limit (exact when the sample is
+    # all of X); a join near the limit runs and the running count stops it exactly at the limit
+    if hits > limit or estimate > (1.0 if n_sample == n else 2.0) * limit:
+        raise _too_many(f"about {estimate:.3g} pairs expected ({hits} in {n_sample} sampled "
+                        f"rows of X)", limit, eps, n, m)
+
+
+def _assemble(kept: list, prep: _Prepared, offsets: tuple, ref: Any, eps: float,
+              metric: str) -> FiberProduct:
+    """Sorted :class:`FiberProduct` from the kept ``(ii, jj, dist)`` of the blocks (consumes ``kept``)."""
     ii_all, jj_all, d_all = [k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept]
-    ref = X if is_torch(X) else Y
+    kept.clear()
     width = max(1, prep.filt_y.shape[0])
     if prep.device.type == "cpu":  # NumPy: the sort of a few int64 keys, no thread barriers
         ii = np.concatenate([a.numpy() for a in ii_all]) if ii_all else np.empty(0, np.int64)
         jj = np.concatenate([a.numpy() for a in jj_all]) if jj_all else np.empty(0, np.int64)
         dist = np.concatenate([a.numpy() for a in d_all]) if d_all else np.empty(0, np.float64)
+        del ii_all, jj_all, d_all
         order = np.argsort(ii * width + jj, kind="stable")
         pairs = np.empty((order.size, 2), dtype=np.int64)
         pairs[:, 0] = ii[order] + offsets[0]
@@ -783,6 +1004,7 @@ def fiber_product(
         dev = prep.device
         if ii_all:
             ii, jj, dist = torch.cat(ii_all), torch.cat(jj_all), torch.cat(d_all)
+            del ii_all, jj_all, d_all
             order = torch.argsort(ii * width + jj)
             pairs = torch.stack([ii[order] + offsets[0], jj[order] + offsets[1]], dim=1)
             dist = dist[order]
@@ -795,6 +1017,89 @@ def fiber_product(
             pairs, dist = pairs.cpu().numpy(), dist.cpu().numpy()
     shape = (int(prep.filt_x.shape[0]), int(prep.filt_y.shape[0]))
     return FiberProduct(pairs, dist, eps, metric, shape, offsets)
+
+
+def iter_fiber_product(
+    X: Any,
+    Y: Any,
+    eps: float,
+    metric: str = "euclidean",
+    *,
+    block_rows: int | None = None,
+    block_size: int | tuple[int, int] | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    device: Any = None,
+    shared_projector: Any = None,
+    row_offset: int = 0,
+    col_offset: int = 0,
+    progress: bool | None = None,
+    num_threads: int | None = None,
+) -> Iterator[FiberProduct]:
+    r"""Stream :math:`F_arepsilon` as one :class:`FiberProduct` per block of rows of ``X``.
+
+    Block ``k`` holds the pairs of rows ``[r_k, r_{k+1})`` of ``X`` against all
+    of ``Y`` (``offset = (row_offset + r_k, col_offset)``, ``shape = (r_{k+1} -
+    r_k, m)``), with exactly the pairs and distances of :func:`fiber_product`;
+    ``FiberProduct.concatenate(list(iter_fiber_product(...)))`` equals
+    ``fiber_product(...)``.  Only one block is held at a time, so a join of
+    any size runs in bounded memory: at most ``block_rows * m`` pairs per block.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor, shape=[n, d]
+    Y : array-like or torch.Tensor, shape=[m, d]
+    eps : float
+    metric : {"euclidean", "cosine", "geodesic"}
+    block_rows : int, optional
+        Rows of ``X`` per yielded block (default: ``max(1, 2**22 // m)``, so that
+        even a block where every pair qualifies stays below ~370 MB).
+    block_size, memory_budget, device, shared_projector, row_offset, col_offset, num_threads
+        As in :func:`fiber_product`.
+    progress : bool, optional
+        tqdm progress over the yielded blocks (default: only for ``n*m >= 1e9``).
+
+    Yields
+    ------
+    FiberProduct
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X, Y = np.arange(6.0).reshape(6, 1), np.array([[0.5], [4.0]])
+    >>> [(b.offset, b.pairs.tolist()) for b in iter_fiber_product(X, Y, eps=0.5, block_rows=4)]
+    [((0, 0), [[0, 0], [1, 0]]), ((4, 0), [[4, 1]])]
+    """
+    eps = check_nonnegative_scalar(eps, "eps")
+    memory_budget = check_int(memory_budget, "memory_budget", minimum=1024)
+    offsets = _check_offsets(row_offset, col_offset)
+    num_threads = _check_threads(num_threads)
+    prep = _prepare(X, Y, metric, shared_projector, device)
+    n, m = int(prep.filt_x.shape[0]), int(prep.filt_y.shape[0])
+    rows = max(1, (1 << 22) // max(m, 1)) if block_rows is None else \
+        check_int(block_rows, "block_rows", minimum=1)
+    sq_thr = _defining_sq_threshold(eps / prep.scale, metric, prep.d)
+    ref = X if is_torch(X) else Y
+    if progress is None:
+        progress = n * m >= 10**9
+    return _iter_blocks(prep, rows, sq_thr, eps, metric, offsets, ref, block_size, memory_budget,
+                        bool(progress), num_threads)
+
+
+def _iter_blocks(prep, rows, sq_thr, eps, metric, offsets, ref, block_size, memory_budget,
+                 progress, num_threads) -> Iterator[FiberProduct]:
+    # a generator of its own, so that bad arguments raise when iter_fiber_product is called
+    from tqdm.auto import tqdm
+
+    n = int(prep.filt_x.shape[0])
+    starts = range(0, n, rows)
+    with tqdm(total=len(starts), desc="iter_fiber_product", unit="block",
+              disable=not progress) as bar:
+        for r0 in starts:
+            sub = _rows_of(prep, slice(r0, min(n, r0 + rows)))
+            kept = _scan(sub, sq_thr, block_size, memory_budget, False, "", _within(eps, None, 0, 0),
+                         num_threads)
+            bar.update()
+            yield _assemble(kept, sub, (offsets[0] + r0, offsets[1]), ref, eps, metric)
 
 
 def _check_grid(eps_grid: Any, name: str = "eps_grid") -> np.ndarray:
@@ -847,7 +1152,7 @@ def fiber_counts(
     order = np.argsort(grid, kind="stable")
     sorted_grid = torch.as_tensor(grid[order], device=prep.device)
     hist = torch.zeros(grid.size + 1, dtype=torch.int64, device=prep.device)
-    sq_thr = _defining_sq_threshold(float(grid.max()), metric, prep.d)
+    sq_thr = _defining_sq_threshold(float(grid.max()) / prep.scale, metric, prep.d)
 
     def histogram(ii, jj, dist):
         # number of grid values strictly below d = first grid index whose ball contains the pair
