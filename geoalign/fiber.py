@@ -783,6 +783,17 @@ def _check_offsets(row_offset, col_offset):
     return (check_int(row_offset, "row_offset", minimum=0), check_int(col_offset, "col_offset", minimum=0))
 
 
+def _setup_join(X, Y, eps, metric, memory_budget, row_offset, col_offset, num_threads,
+                shared_projector, device):
+    """Validated arguments and the preparation shared by the joins."""
+    eps = check_nonnegative_scalar(eps, "eps")
+    memory_budget = check_int(memory_budget, "memory_budget", minimum=1024)
+    offsets = _check_offsets(row_offset, col_offset)
+    num_threads = _check_threads(num_threads)
+    prep = _prepare(X, Y, metric, shared_projector, device)
+    return eps, memory_budget, offsets, num_threads, prep
+
+
 def fiber_product(
     X: Any,
     Y: Any,
@@ -860,11 +871,9 @@ def fiber_product(
     >>> fp.pairs.tolist(), fp.distances.tolist()
     ([[0, 0]], [5.0])
     """
-    eps = check_nonnegative_scalar(eps, "eps")
-    memory_budget = check_int(memory_budget, "memory_budget", minimum=1024)
-    offsets = _check_offsets(row_offset, col_offset)
-    num_threads = _check_threads(num_threads)
-    prep = _prepare(X, Y, metric, shared_projector, device)
+    eps, memory_budget, offsets, num_threads, prep = _setup_join(
+        X, Y, eps, metric, memory_budget, row_offset, col_offset, num_threads, shared_projector,
+        device)
     n, m = int(prep.filt_x.shape[0]), int(prep.filt_y.shape[0])
     limit = _resolve_max_pairs(max_pairs, prep.device, n * m)
     sq_thr = _defining_sq_threshold(eps / prep.scale, metric, prep.d)
@@ -1035,7 +1044,7 @@ def iter_fiber_product(
     progress: bool | None = None,
     num_threads: int | None = None,
 ) -> Iterator[FiberProduct]:
-    r"""Stream :math:`F_arepsilon` as one :class:`FiberProduct` per block of rows of ``X``.
+    r"""Stream :math:`F_\varepsilon` as one :class:`FiberProduct` per block of rows of ``X``.
 
     Block ``k`` holds the pairs of rows ``[r_k, r_{k+1})`` of ``X`` against all
     of ``Y`` (``offset = (row_offset + r_k, col_offset)``, ``shape = (r_{k+1} -
@@ -1069,11 +1078,9 @@ def iter_fiber_product(
     >>> [(b.offset, b.pairs.tolist()) for b in iter_fiber_product(X, Y, eps=0.5, block_rows=4)]
     [((0, 0), [[0, 0], [1, 0]]), ((4, 0), [[4, 1]])]
     """
-    eps = check_nonnegative_scalar(eps, "eps")
-    memory_budget = check_int(memory_budget, "memory_budget", minimum=1024)
-    offsets = _check_offsets(row_offset, col_offset)
-    num_threads = _check_threads(num_threads)
-    prep = _prepare(X, Y, metric, shared_projector, device)
+    eps, memory_budget, offsets, num_threads, prep = _setup_join(
+        X, Y, eps, metric, memory_budget, row_offset, col_offset, num_threads, shared_projector,
+        device)
     n, m = int(prep.filt_x.shape[0]), int(prep.filt_y.shape[0])
     rows = max(1, (1 << 22) // max(m, 1)) if block_rows is None else \
         check_int(block_rows, "block_rows", minimum=1)
