@@ -144,7 +144,11 @@ def frechet_mean(
     Warns
     -----
     ConvergenceWarning
-        When some batch element did not reach ``tol`` within ``max_iter``.
+        When some batch element did not reach ``tol`` within ``max_iter``, or
+        (sphere, Grassmann) stopped at a point that is not a minimum: data on
+        the cut locus of the iterate, e.g. two antipodal points, make the
+        residual vanish at a maximum.  Such elements are reported with
+        ``converged=False``.
 
     Notes
     -----
@@ -206,7 +210,60 @@ def frechet_mean(
         n_iter = n_iter + (~done).to(torch.int64)
     residual = manifold._norm(m, tangent_mean(m))
     converged = residual <= tol
+    not_min = _not_a_minimum(manifold, m, xt, w, residual)
+    if not_min is not None:
+        not_min = not_min & converged  # elements short of tol get the usual warning below
+    if not_min is not None and bool(not_min.any()):
+        warnings.warn(
+            f"frechet_mean: {int(not_min.sum())} of {not_min.numel()} batch element(s) stopped at "
+            "a point that is not a minimum of the Fréchet function (a descent direction exists): "
+            "data on the cut locus of the iterate (e.g. antipodal points on the sphere) make the "
+            "mean non-unique or the iteration stall at a maximum/saddle; reported converged=False",
+            ConvergenceWarning, stacklevel=2)
+        return _finish(m, n_iter, converged & ~not_min, residual, ref, warn=False,
+                       max_iter=max_iter, tol=tol)
     return _finish(m, n_iter, converged, residual, ref, warn=True, max_iter=max_iter, tol=tol)
+
+
+def _frechet_function(manifold: Manifold, m: torch.Tensor, x: torch.Tensor, w: torch.Tensor):
+    r""":math:`\sum_i w_i d(m, x_i)^2`, shape=[...]."""
+    d = manifold._dist(m.unsqueeze(-manifold.point_ndim - 1), x)
+    return (w * d * d).sum(-1)
+
+
+def _not_a_minimum(manifold: Manifold, m: torch.Tensor, x: torch.Tensor, w: torch.Tensor,
+                   residual: torch.Tensor):
+    r"""Batch mask of iterates with a descent direction of the Fréchet function, or None.
+
+    Only on manifolds with positive curvature (sphere, Grassmann), where data on the cut
+    locus make the function non-smooth and the Karcher residual can vanish at a maximum
+    (two antipodal points: the residual is 0 at either point).  The function is compared
+    at ``m`` and at ``exp_m(delta v)`` for seeded random unit tangent directions ``+-v``;
+    at a minimum it can only grow, by :math:`O(\delta^2)`, while at a cut-locus kink
+    or a maximum it drops by :math:`O(\delta)`.  Hadamard manifolds (hyperbolic, SPD)
+    have a unique mean and are not checked.
+    """
+    from .grassmann import Grassmann
+    from .sphere import Sphere
+
+    if not isinstance(manifold, (Sphere, Grassmann)):
+        return None
+    pd = manifold.point_ndim
+    eps = torch.finfo(m.dtype).eps
+    delta = eps ** 0.25  # first-order drops ~delta dominate rounding ~eps and curvature ~delta^2
+    f0 = _frechet_function(manifold, m, x, w)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    worst = torch.zeros_like(f0)
+    for _ in range(8):
+        noise = torch.randn(m.shape, generator=gen, dtype=m.dtype).to(m.device)
+        v = manifold._proju(m, noise)
+        v = v / manifold._norm(m, v).clamp_min(eps).reshape(m.shape[: m.ndim - pd] + (1,) * pd)
+        for sign in (1.0, -1.0):
+            f1 = _frechet_function(manifold, manifold._exp(m, sign * delta * v), x, w)
+            worst = torch.minimum(worst, f1 - f0)
+    # a drop beyond a rounding margin (relative 1e3 eps of f) and beyond what the residual can
+    # explain at first order (the gradient is -2 g, |g| = residual) is a descent direction
+    return worst < -(1e3 * eps * f0.abs() + 1e2 * eps + 4 * delta * residual)
 
 
 def _finish(m, n_iter, converged, residual, ref, warn, max_iter, tol) -> FrechetMeanResult:
