@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
-           "current_umask", "remove_stale_temps", "load_npz", "load_npy"]
+           "current_umask", "remove_stale_temps", "load_npz", "load_npy", "read_config_file"]
 
 _TMP_RE = re.compile(r"^\..+\.tmp-(\d+)-[^/]*$")
 _cleaned: set[str] = set()
@@ -201,3 +201,28 @@ def load_npy(path: str | os.PathLike, mmap: bool = False, what: str = "file"):
     except (OSError, EOFError) as exc:
         raise ValueError(f"{what} {path} is truncated or corrupt ({type(exc).__name__}: {exc}); "
                          "write it again") from None
+
+
+def read_config_file(path: str | os.PathLike, what: str = "file") -> Any:
+    """Parse a ``.json`` or ``.toml`` file; a ``ValueError`` names the file, the place and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist" if not path.exists()
+                                else f"{what} {path} is not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{what} {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                         "is it the right file?") from None
+    if path.suffix.lower() == ".toml":
+        import tomllib
+
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{what} {path} is not valid TOML ({exc}); fix or remove it") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} {path} is not valid JSON ({exc.msg} at line {exc.lineno}, "
+                         f"column {exc.colno}); fix or remove it") from None

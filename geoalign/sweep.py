@@ -57,7 +57,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ._io import atomic_path, atomic_write_json
+from ._io import atomic_path, atomic_write_json, read_config_file
 from ._validation import check_array, check_choice, check_int, check_nonnegative_scalar
 
 __all__ = [
@@ -225,14 +225,9 @@ class Grid:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"grid file {str(path)!r} does not exist")
-        if path.suffix.lower() == ".json":
-            spec = json.loads(path.read_text())
-        elif path.suffix.lower() == ".toml":
-            import tomllib
-
-            spec = tomllib.loads(path.read_text())
-        else:
+        if path.suffix.lower() not in (".json", ".toml"):
             raise ValueError(f"grid file must end in .json or .toml, got {path.name!r}")
+        spec = read_config_file(path, "grid file")
         return cls.from_dict(spec)
 
 
@@ -582,6 +577,26 @@ def _run_serial(todo, run_args, on_record):
         on_record(key, _run_cell(run_args["func"], params, seed, *run_args["rest"](key)))
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker when the sweep process dies, even by ``kill -9``.
+
+    On Linux the kernel sends SIGKILL to the worker when its parent exits
+    (``prctl(PR_SET_PDEATHSIG)``); a parent that died before the call is
+    detected by the parent pid.  Elsewhere the pool's own shutdown applies.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - no prctl in this libc
+            return
+    if os.getppid() != parent_pid:  # the parent is already gone: nothing to work for
+        os._exit(1)
+
+
 def _run_processes(todo, run_args, on_record, n_workers: int):
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -601,7 +616,8 @@ def _run_processes(todo, run_args, on_record, n_workers: int):
     queue = list(todo)[::-1]
     while queue:
         lost = []
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx,
+                                 initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
             running: dict = {}
             try:
                 while queue or running:
@@ -1208,7 +1224,11 @@ def _grid_from_args(args: argparse.Namespace, study: Study) -> Grid:
             target[name] = values
     seeds = base.seeds
     if args.seeds:
-        seeds = [int(s) for s in args.seeds.split(",")]
+        try:
+            seeds = [int(s) for s in args.seeds.split(",")]
+        except ValueError:
+            raise ValueError(f"--seeds expects comma-separated integers such as 0,1,2; got "
+                             f"{args.seeds!r}") from None
     return Grid(product=product, zipped=zipped, seeds=seeds)
 
 

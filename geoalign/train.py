@@ -85,7 +85,7 @@ import torch
 from torch import nn
 
 from ._backend import resolve_device, to_numpy
-from ._io import atomic_path, atomic_write_json, atomic_write_text, load_npz
+from ._io import atomic_path, atomic_write_json, atomic_write_text, load_npz, read_config_file
 from ._validation import (check_array, check_choice, check_int, check_nonnegative_scalar,
                           check_positive_scalar, check_same_length)
 
@@ -902,23 +902,7 @@ def load_config(path: Any) -> dict:
         raise ValueError(f"config {path} is a folder; give the .json or .toml file")
     if path.suffix not in (".json", ".toml"):
         raise ValueError(f"config {path} must end in .json or .toml")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"config {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if path.suffix == ".json":
-        try:
-            cfg = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"config {path} is not valid JSON: {exc.msg} at line {exc.lineno}, "
-                             f"column {exc.colno}") from None
-    else:
-        import tomllib
-
-        try:
-            cfg = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"config {path} is not valid TOML: {exc}") from None
+    cfg = read_config_file(path, "config")
     if not isinstance(cfg, dict):
         raise ValueError(f"config {path} must be a table/object at top level")
     missing = [k for k in ("model", "data") if k not in cfg]

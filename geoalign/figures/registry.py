@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .._io import atomic_path, atomic_write_json, atomic_write_text
+from .._io import atomic_path, atomic_write_json, atomic_write_text, read_config_file
 
 __all__ = [
     "FigureContext",
@@ -180,7 +180,8 @@ def make_figures(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / "manifest.json"
-    manifest: dict[str, dict] = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest: dict[str, dict] = (read_config_file(manifest_path, "figure manifest")
+                                 if manifest_path.exists() else {})
     ctx = FigureContext(quick=quick, seed=seed, device=device)
     versions = package_versions()
 
