@@ -390,6 +390,18 @@ class PolyDivMod(NamedTuple):
     remainder: Any
 
 
+def _check_batch_broadcast(p, q) -> None:
+    """Leading (batch) dimensions of ``P`` and ``Q`` must broadcast; say so with both shapes."""
+    bp, bq = tuple(p.shape[:-1]), tuple(q.shape[:-1])
+    try:
+        np.broadcast_shapes(bp, bq)
+    except ValueError:
+        raise ValueError(f"P and Q batch shapes {bp} and {bq} do not broadcast (shapes "
+                         f"{tuple(p.shape)} and {tuple(q.shape)}; the last axis holds the "
+                         "coefficients): give equal batch sizes, or 1 to pair one polynomial "
+                         "with all") from None
+
+
 class PolyRing:
     r"""The polynomial ring :math:`\mathbb{Z}_n[x]` acting on batches of coefficient arrays.
 
@@ -578,6 +590,7 @@ class PolyRing:
         check_choice(method, "method", ("auto", "simd", "fft", "direct"))
         # Unreduced: each kernel reduces its cache-sized blocks (or needs no reduction).
         (p, q), xp, device = _coerce({"P": P, "Q": Q}, self.n, reduce=False)
+        _check_batch_broadcast(p, q)
         if xp is np:  # other integer dtypes (uint8 images, uint64): int64 residues for every kernel
             p, q = (x if x.dtype == np.int64 else _reduce(x, self.n) for x in (p, q))
         La, Lb = p.shape[-1], q.shape[-1]

@@ -109,6 +109,15 @@ class Manifold:
                     raise ValueError(
                         f"{key} must have shape {want} for {self!r}, got {tuple(arrays[key].shape)}"
                     )
+        points = {k: tuple(a.shape[:a.ndim - self.point_ndim]) for k, a in arrays.items()
+                  if min_ndims.get(k, self.point_ndim) == self.point_ndim}
+        if len(points) > 1:
+            try:
+                np.broadcast_shapes(*points.values())
+            except ValueError:
+                detail = ", ".join(f"{k} has batch shape {v}" for k, v in points.items())
+                raise ValueError(f"batch shapes do not broadcast: {detail} (point shape "
+                                 f"{tuple(self.point_shape)}); give equal batch sizes or 1") from None
         device = check_same_device(**arrays)
         dtype = torch.float32
         for a in arrays.values():
