@@ -23,6 +23,7 @@ __all__ = [
     "check_choice",
     "check_weights",
     "check_int",
+    "check_float_dtype",
 ]
 
 
@@ -192,3 +193,18 @@ def check_weights(w: Any, name: str, n: int, atol: float = 1e-6):
     if abs(wn.sum() - 1.0) > atol:
         raise ValueError(f"{name} must sum to 1, got {wn.sum()}")
     return w
+
+
+def check_float_dtype(dtype: Any, name: str = "dtype"):
+    """Return ``numpy.dtype(dtype)`` if it is a floating dtype, else raise ``TypeError``.
+
+    For loaders that scale their output (fractions an integer dtype would truncate).
+    """
+    try:
+        out = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be a NumPy floating dtype, got {dtype!r} ({exc})") from None
+    if not np.issubdtype(out, np.floating):
+        raise TypeError(f"{name} must be a floating dtype (float32 or float64): the scaled "
+                        f"features are fractions that {out} would truncate; got {out}")
+    return out

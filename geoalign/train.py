@@ -59,10 +59,15 @@ and ``checkpoint_dir/best.pt`` (whenever the monitored metric improves) are
 written atomically and hold the model, optimizer, learning-rate schedule and
 gradient-scaler states, the RNG states of python, numpy and torch, the epoch,
 step, best metric, early-stopping counter, the metric history and a hash of
-the training configuration.  With ``resume=True`` a later ``fit`` continues
-from ``last.pt``; the final weights are bit-identical to an uninterrupted run.
-A checkpoint of a different configuration or model shape raises a
-``ValueError`` before anything is written.
+everything that defines the result: the trainer options, the tensor shapes,
+the model's ``identity`` (an estimator's class and constructor arguments), a
+SHA-256 content hash of the training and validation data and the geoalign
+version.  With ``resume=True`` a later ``fit`` continues from ``last.pt``; the
+final weights are bit-identical to an uninterrupted run.  A checkpoint of a
+different configuration, model, data or version raises a ``ValueError``
+before anything is written -- old weights are never reused silently.
+``geoalign train`` keys its output folder the same way (``run_key`` in
+``config.json``) and refuses a folder holding another run unless ``--overwrite``.
 """
 from __future__ import annotations
 

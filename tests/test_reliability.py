@@ -280,6 +280,8 @@ def test_6_complex_input_is_rejected_everywhere(rng):
 def test_7_scaling_loaders_refuse_integer_dtypes(tmp_path):
     with pytest.raises(TypeError, match="floating dtype.*truncate"):
         ga.load_xlsa17(tmp_path, "CUB", dtype=np.int32)  # refused before any file is read
+    with pytest.raises(TypeError, match="floating dtype.*truncate"):
+        ga.load_digits_two_view(dtype=np.int64)
 
 
 # -------------------------------------------------------------------------- 8. leaked workers

@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .._validation import check_array, check_choice
+from .._validation import check_array, check_choice, check_float_dtype
 
 __all__ = [
     "DIGITS_MODULUS",
@@ -345,14 +345,15 @@ def load_digits_two_view(
         of any split leaks into another).
     seed : int
         Seed of the validation split.
-    dtype : numpy dtype
-        Floating dtype of the feature arrays.
+    dtype : numpy floating dtype
+        Dtype of the feature arrays (integer dtypes raise ``TypeError``).
 
     Returns
     -------
     DigitsTwoView
     """
     check_choice(scale, "scale", ("none", "unit"))
+    dtype = check_float_dtype(dtype)
     if not (0.0 <= float(val_fraction) < 1.0):
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     seen = _class_list(seen_classes, "seen_classes")

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import check_choice
+from .._validation import check_choice, check_float_dtype
 
 __all__ = ["XLSA17_NAMES", "XLSA17Split", "FeatureScaler", "load_xlsa17"]
 
@@ -216,13 +216,7 @@ def load_xlsa17(
     check_choice(mode, "mode", ("test", "validation"))
     check_choice(scaler, "scaler", ("minmax", "standard", "none"))
     check_choice(overlap, "overlap", ("drop", "keep", "raise"))
-    try:
-        out_dtype = np.dtype(dtype)
-    except TypeError as exc:
-        raise TypeError(f"dtype must be a NumPy floating dtype, got {dtype!r} ({exc})") from None
-    if not np.issubdtype(out_dtype, np.floating):
-        raise TypeError(f"dtype must be a floating dtype (float32 or float64): the scaled features "
-                        f"are fractions that {out_dtype} would truncate; got {out_dtype}")
+    out_dtype = check_float_dtype(dtype)
     folder = Path(root) / name
     if not folder.is_dir():
         raise FileNotFoundError(f"xlsa17 folder not found: {folder} (expected <root>/<NAME>/ "
