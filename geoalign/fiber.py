@@ -850,10 +850,11 @@ def fiber_product(
         now (``MemAvailable``, a cgroup limit, or free pages; the free memory of
         the GPU too when computing there) divided by :data:`BYTES_PER_PAIR`
         (the peak bytes the join needs per returned pair), at least
-        :math:`2^{20}` pairs.  When ``n*m`` exceeds
-        it, the output size is first estimated from a seeded sample of 256 rows
-        of ``X``; a join estimated at more than twice the limit, or found to
-        exceed it while running, raises :class:`TooManyPairsError`
+        :math:`2^{20}` pairs.  When ``n*m`` exceeds it, the output size is
+        first estimated from a seeded sample of rows of ``X`` (256, fewer for
+        a large ``m``: about :math:`2^{22}` pairs are examined); a join
+        estimated at more than twice the limit, or found to exceed it while
+        running, raises :class:`TooManyPairsError`
         (suggesting :func:`fiber_counts`, a smaller ``eps``,
         :func:`iter_fiber_product` or the Dask join) instead of exhausting the
         memory.  ``None``: no limit.
@@ -974,7 +975,7 @@ def _check_sampled_size(prep: _Prepared, eps: float, sq_thr: float, limit: int, 
                         memory_budget: int, num_threads) -> None:
     """Estimate ``N(eps)`` from a seeded sample of rows of ``X``; raise if it exceeds ``limit``."""
     n, m = int(prep.filt_x.shape[0]), int(prep.filt_y.shape[0])
-    n_sample = min(n, 256)
+    n_sample = min(n, 256, max(16, (1 << 22) // max(m, 1)))  # at most ~4M pairs examined
     rows = np.sort(np.random.default_rng(0).choice(n, n_sample, replace=False))
     sub = _rows_of(prep, torch.as_tensor(rows, device=prep.device))
 
