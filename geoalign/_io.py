@@ -20,6 +20,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -27,6 +28,9 @@ __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_wri
            "current_umask", "remove_stale_temps", "load_npz", "load_npy", "read_config_file"]
 
 _TMP_RE = re.compile(r"^\..+\.tmp-(\d+)-[^/]*$")
+# temporary names of earlier versions (no pid): removed once they are clearly abandoned
+_LEGACY_TMP_RE = re.compile(r"^\..+\.tmp-[a-z0-9_]{8}(\.[A-Za-z0-9]+)?$")
+LEGACY_TMP_AGE_S = 3600.0
 _cleaned: set[str] = set()
 _cleaned_lock = threading.Lock()
 
@@ -62,7 +66,9 @@ def _pid_alive(pid: int) -> bool:
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     """Remove ``.<name>.tmp-<pid>-*`` files in ``folder`` whose process is gone; return them.
 
-    Temporary files of running processes (this one included) are kept.
+    Temporary files of running processes (this one included) are kept.  Names
+    without a pid (``.<name>.tmp-<8 characters>[.ext]``, written by earlier
+    versions) are removed once older than :data:`LEGACY_TMP_AGE_S` seconds.
     """
     folder = Path(folder)
     removed = []
@@ -70,9 +76,16 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
         entries = list(os.scandir(folder))
     except OSError:
         return removed
+    now = time.time()
     for entry in entries:
         m = _TMP_RE.match(entry.name)
-        if m is None or int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
+        if m is None:
+            if not _LEGACY_TMP_RE.match(entry.name):
+                continue
+            with contextlib.suppress(OSError):
+                if now - entry.stat(follow_symlinks=False).st_mtime < LEGACY_TMP_AGE_S:
+                    continue
+        elif int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
             continue
         with contextlib.suppress(OSError):
             if entry.is_file(follow_symlinks=False):

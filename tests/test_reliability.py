@@ -472,11 +472,16 @@ def test_11_stale_temp_files_of_dead_processes_are_removed(tmp_path):
     dead_pid = int(dead.stdout)
     stale = tmp_path / f".fig.png.tmp-{dead_pid}-abc123.png"
     live = tmp_path / f".fig.png.tmp-{os.getpid()}-def456.png"
-    other = tmp_path / ".notes.tmp-keep"  # not ours: no pid
-    for p in (stale, live, other):
+    other = tmp_path / ".notes.tmp-keep"  # not a name atomic_path writes
+    legacy_old = tmp_path / ".fig.pdf.tmp-a1b2c3d4.pdf"  # earlier versions: no pid
+    legacy_new = tmp_path / ".fig.csv.tmp-e5f6g7h8.csv"
+    for p in (stale, live, other, legacy_old, legacy_new):
         p.write_text("")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(legacy_old, (hours_ago, hours_ago))
     atomic_write_text(tmp_path / "table.csv", "a\n")  # first write into the folder cleans it
-    assert not stale.exists() and live.exists() and other.exists()
+    assert not stale.exists() and not legacy_old.exists()
+    assert live.exists() and other.exists() and legacy_new.exists()  # may belong to a live run
     assert remove_stale_temps(tmp_path) == []
 
 
