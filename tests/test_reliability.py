@@ -421,6 +421,51 @@ def test_9_ctrl_c_exits_130_with_rerun_advice(tmp_path, capsys, monkeypatch):
     assert "rerun" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_9_real_sigint_during_train_exits_130_and_rerun_resumes(tmp_path):
+    X_a, X_b = _pairs(n=512)
+    np.savez(tmp_path / "d.npz", X_a=X_a, X_b=X_b)
+    cfg = _train_config(tmp_path, trainer="max_epochs = 100000\nbatch_size = 8\n")
+    out = tmp_path / "R"
+    last = out / "checkpoints" / "last.pt"
+    cmd = [sys.executable, "-m", "geoalign.cli", "train", str(cfg), "--output", str(out),
+           "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+    def epoch():
+        try:
+            return torch.load(last, weights_only=True)["state"]["epoch"]
+        except (FileNotFoundError, RuntimeError, EOFError):
+            return 0
+
+    def run_until(condition):
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env)
+        try:
+            deadline = time.monotonic() + 120
+            while not condition() and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        return proc.returncode, err
+
+    rc, err = run_until(lambda: epoch() >= 3)
+    assert rc == 130, err
+    assert "interrupted; rerun the same command to resume" in err and "Traceback" not in err
+    done = epoch()
+    assert done >= 3
+    stamp = last.stat().st_mtime_ns
+    # the same command again resumes: its first checkpoint continues the count (a fresh run
+    # would write epoch 1 first)
+    rc, err = run_until(lambda: last.stat().st_mtime_ns != stamp)
+    assert rc == 130, err
+    assert epoch() > done
+
+
 # ------------------------------------------------------------ 10. messages name the file and fix
 
 
