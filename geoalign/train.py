@@ -176,34 +176,28 @@ def _cast_floats(tensors: Sequence[torch.Tensor], dtype: torch.dtype) -> tuple[t
 class _DeviceBatches:
     """The rows ``idx`` of paired tensors, delivered on ``device`` without stalling it.
 
-    * Data already on ``device`` (or moved there once, when it lives on another
-      accelerator) is gathered there: no host round trip, no synchronisation.
     * Host data for a CUDA device is gathered on the host into pinned (page-locked)
       memory and copied with ``non_blocking=True`` on a side stream, one batch
       ahead (:meth:`prefetch`), so the copy overlaps the previous step's compute.
-    * Host data for the CPU is gathered in place (no copy).
+    * Otherwise the data is moved to ``device`` once (nothing moves when it is
+      already there) and gathered there: no host round trip, no synchronisation.
     """
 
     def __init__(self, tensors: Sequence[torch.Tensor], device: torch.device):
         self.device = device
-        on_host = [t.device.type == "cpu" for t in tensors]
-        if device.type != "cpu" and not all(on_host):  # accelerator data: all of it on `device`
-            tensors = [t.to(device) for t in tensors]
-            on_host = [False] * len(tensors)
+        self.resident = not (device.type == "cuda" and all(t.device.type == "cpu" for t in tensors))
+        if self.resident:
+            tensors = [t if t.device.type == device.type and device.index in (None, t.device.index)
+                       else t.to(device) for t in tensors]
         self.tensors = tuple(tensors)
-        self.resident = device.type == "cpu" or not any(on_host)
-        self.stream = torch.cuda.Stream(device) if device.type == "cuda" and not self.resident \
-            else None
+        self.stream = None if self.resident else torch.cuda.Stream(device)
         self._pending: tuple | None = None
 
     def _load(self, idx: torch.Tensor) -> tuple:
         if self.resident:
-            idx = idx.to(self.device, non_blocking=True)
+            idx = idx.to(self.tensors[0].device, non_blocking=True)
             return tuple(t.index_select(0, idx) for t in self.tensors)
-        rows = tuple(t.index_select(0, idx) for t in self.tensors)
-        if self.stream is None:  # e.g. mps: plain copies
-            return tuple(r.to(self.device) for r in rows)
-        rows = tuple(r.pin_memory() for r in rows)
+        rows = tuple(t.index_select(0, idx).pin_memory() for t in self.tensors)
         with torch.cuda.stream(self.stream):
             return tuple(r.to(self.device, non_blocking=True) for r in rows)
 

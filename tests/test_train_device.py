@@ -44,14 +44,20 @@ def test_device_batches_gather_the_same_rows():
     host.prefetch(idx)
     a, b = host.get(idx)
     assert torch.equal(a, X_a[idx]) and torch.equal(b, X_b[idx])
-    # host data for another device is gathered on the host, then copied (shapes on meta)
+    # host data for a device other than CUDA is moved there once (shapes on meta)
     meta = _DeviceBatches((X_a, X_b), torch.device("meta"))
-    assert not meta.resident
+    assert meta.resident and meta.tensors[0].device.type == "meta"
     a, b = meta.get(idx)
     assert a.device.type == "meta" and a.shape == (16, 10)
-    # data already on the device is gathered there
-    on_meta = _DeviceBatches((X_a.to("meta"), X_b.to("meta")), torch.device("meta"))
-    assert on_meta.resident and on_meta.get(idx)[0].shape == (16, 10)
+    # data already on the device stays where it is
+    on_meta = _DeviceBatches((meta.tensors[0], meta.tensors[1]), torch.device("meta"))
+    assert on_meta.tensors[0] is meta.tensors[0]
+    if torch.cuda.is_available():  # host data for CUDA: pinned, non-blocking, on a side stream
+        cuda = _DeviceBatches((X_a, X_b), torch.device("cuda"))
+        assert not cuda.resident and cuda.stream is not None
+        cuda.prefetch(idx)
+        a, b = cuda.get(idx)
+        assert a.device.type == "cuda" and torch.equal(a.cpu(), X_a[idx])
 
 
 def test_autocast_bf16_trains_on_cpu():
