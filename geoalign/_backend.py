@@ -147,8 +147,13 @@ def resolve_device(device: Any = None, *arrays: Any) -> str:
     """
     if device is not None and str(device) != "auto":
         dev = str(device)
+        torch = torch_module()
+        try:
+            torch.device(dev)
+        except (RuntimeError, TypeError, ValueError):
+            raise ValueError(f"device={dev!r} is not a torch device; expected e.g. 'cpu', 'cuda', "
+                             "'cuda:1', 'mps', 'meta' or 'auto'") from None
         if dev.startswith("cuda"):
-            torch = torch_module()
             if not torch.cuda.is_available():
                 raise ValueError(f"device={dev!r} requested but CUDA is not available")
         return dev

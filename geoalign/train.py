@@ -81,6 +81,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -89,7 +90,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._backend import resolve_device, to_numpy
+from ._backend import check_same_device, resolve_device, to_numpy
 from ._io import atomic_path, atomic_write_json, atomic_write_text, load_npz, read_config_file
 from ._validation import (check_array, check_choice, check_int, check_nonnegative_scalar,
                           check_positive_scalar, check_same_length)
@@ -118,7 +119,10 @@ AMP_MODES = (False, "bf16", "fp16")
 
 # --------------------------------------------------------------------------- data
 def as_paired_tensors(data: Any, name: str = "train_data") -> tuple[torch.Tensor, ...]:
-    """Validate paired data and return it as a tuple of CPU tensors ``(x_a, x_b[, y])``.
+    """Validate paired data and return it as a tuple of tensors ``(x_a, x_b[, y])``.
+
+    Tensors stay on their device (no NumPy round trip); NumPy arrays become CPU
+    tensors.  All tensors must share one device.
 
     Parameters
     ----------
@@ -131,7 +135,8 @@ def as_paired_tensors(data: Any, name: str = "train_data") -> tuple[torch.Tensor
     ------
     ValueError
         Missing keys, wrong number of arrays, empty, NaN/Inf, mismatched
-        numbers of rows, labels that are not one integer per row.
+        numbers of rows, labels that are not one integer per row, tensors on
+        different devices.
     """
     if isinstance(data, torch.utils.data.TensorDataset):
         parts = list(data.tensors)
@@ -150,10 +155,11 @@ def as_paired_tensors(data: Any, name: str = "train_data") -> tuple[torch.Tensor
     if len(parts) not in (2, 3):
         raise ValueError(f"{name} must hold 2 arrays (X_a, X_b) or 3 (X_a, X_b, y), got {len(parts)}")
     names = [f"{name}[X_a]", f"{name}[X_b]", f"{name}[y]"]
+    check_same_device(**{nm: p for nm, p in zip(names, parts) if isinstance(p, torch.Tensor)})
     out = []
     for i, (p, nm) in enumerate(zip(parts, names)):
         p = check_array(p, nm, min_ndim=1, allow_empty=False, finite=True)
-        t = p.detach().cpu() if isinstance(p, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(p))
+        t = p.detach() if isinstance(p, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(p))
         if i == 2:
             if t.ndim != 1:
                 raise ValueError(f"{nm} must have shape (n,), got {tuple(t.shape)}")
@@ -189,6 +195,65 @@ def content_hash(arrays: Sequence[Any]) -> str:
 def _cast_floats(tensors: Sequence[torch.Tensor], dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
     # integer views (ring coefficients, token ids) stay integer for the model to embed
     return tuple(t.to(dtype) if t.is_floating_point() else t for t in tensors)
+
+
+class _DeviceBatches:
+    """The rows ``idx`` of paired tensors, delivered on ``device`` without stalling it.
+
+    * Host data for a CUDA device is gathered on the host into pinned (page-locked)
+      memory and copied with ``non_blocking=True`` on a side stream, one batch
+      ahead (:meth:`prefetch`), so the copy overlaps the previous step's compute.
+    * Otherwise the data is moved to ``device`` once (nothing moves when it is
+      already there) and gathered there: no host round trip, no synchronisation.
+    """
+
+    def __init__(self, tensors: Sequence[torch.Tensor], device: torch.device):
+        self.device = device
+        self.resident = not (device.type == "cuda" and all(t.device.type == "cpu" for t in tensors))
+        if self.resident:
+            tensors = [t if t.device.type == device.type and device.index in (None, t.device.index)
+                       else t.to(device) for t in tensors]
+        self.tensors = tuple(tensors)
+        self.stream = None if self.resident else torch.cuda.Stream(device)
+        self._pending: tuple | None = None
+
+    def _load(self, idx: torch.Tensor) -> tuple:
+        if self.resident:
+            idx = idx.to(self.tensors[0].device, non_blocking=True)
+            return tuple(t.index_select(0, idx) for t in self.tensors)
+        rows = tuple(t.index_select(0, idx).pin_memory() for t in self.tensors)
+        with torch.cuda.stream(self.stream):
+            return tuple(r.to(self.device, non_blocking=True) for r in rows)
+
+    def prefetch(self, idx: torch.Tensor) -> None:
+        """Start loading rows ``idx`` (returned by the next :meth:`get` of the same ``idx``)."""
+        self._pending = (idx, self._load(idx))
+
+    def get(self, idx: torch.Tensor) -> tuple:
+        """Rows ``idx`` on the device, ready for the current stream."""
+        if self._pending is not None and self._pending[0] is idx:
+            batch = self._pending[1]
+        else:
+            batch = self._load(idx)
+        self._pending = None
+        if self.stream is not None:
+            current = torch.cuda.current_stream(self.device)
+            current.wait_stream(self.stream)
+            for t in batch:
+                t.record_stream(current)  # the caching allocator must not reuse them early
+        return batch
+
+
+def _stack64(values: Sequence[Any], device) -> torch.Tensor:
+    """Tensors and Python numbers as one float64 vector on ``device`` (no synchronisation)."""
+    return torch.stack([v.detach().to(device=device, dtype=torch.float64) if isinstance(v, torch.Tensor)
+                        else torch.tensor(float(v), dtype=torch.float64, device=device)
+                        for v in values])
+
+
+def _host_values(values: Sequence[Any], device) -> list[float]:
+    """``values`` (tensors on the device, numbers) as Python floats: one synchronisation."""
+    return _stack64(values, device).tolist() if values else []
 
 
 # ------------------------------------------------------------------- distributed
@@ -321,10 +386,17 @@ class Trainer:
     seed : int
         Seeds python, numpy and torch at the start of a fresh run and the
         per-epoch shuffling.
-    deterministic : bool
+    deterministic : bool, default False
         On CUDA/MPS, use ``torch.use_deterministic_algorithms`` (and no cuDNN
-        benchmarking) during ``fit``, restored after.  CPU kernels are already
-        deterministic for a fixed number of threads.
+        benchmarking) during ``fit``, restored after: a choice (bitwise
+        reproducible runs, some kernels slower), not the default.  CPU kernels
+        are already deterministic for a fixed number of threads.
+    compile : bool, str or callable, default False
+        Run the loss (forward and backward) through ``torch.compile``: ``True``
+        with the default backend (inductor), a string or callable is the
+        backend (e.g. ``"aot_eager"``).  If compilation fails, a
+        :class:`~geoalign._warnings.GeoalignWarning` says why and training goes
+        on in eager mode.
     early_stopping_patience : int or None
         Stop when the monitored metric has not improved by more than
         ``min_delta`` for this many epochs.
@@ -361,12 +433,13 @@ class Trainer:
                  scheduler: str | None = None, warmup: int = 0, min_lr: float = 0.0,
                  lr_step_size: int = 10, lr_gamma: float = 0.1, plateau_patience: int = 5,
                  plateau_factor: float = 0.1, grad_clip: float | None = None,
-                 device: Any = None, amp: Any = False, seed: int = 0, deterministic: bool = True,
+                 device: Any = None, amp: Any = False, seed: int = 0, deterministic: bool = False,
                  early_stopping_patience: int | None = None, min_delta: float = 0.0,
                  val_fraction: float = 0.0, log_dir: Any = None, checkpoint_dir: Any = None,
                  checkpoint_every: int = 1, resume: Any = True, progress: bool = True,
                  callbacks: Iterable[Callable] = (), drop_last: bool = False,
-                 identity: dict | None = None):
+                 identity: dict | None = None,
+                 compile: bool | str | Callable = False):
         self.max_epochs = check_int(max_epochs, "max_epochs", minimum=1)
         self.batch_size = check_int(batch_size, "batch_size", minimum=1)
         self.lr = check_positive_scalar(lr, "lr")
@@ -405,6 +478,10 @@ class Trainer:
             raise TypeError(f"identity must be a dict (what else defines the run, e.g. the model "
                             f"config), got {type(identity).__name__}")
         self.identity = identity
+        if not (isinstance(compile, (bool, str)) or callable(compile)) or compile == "":
+            raise TypeError(f"compile must be True, False or a torch.compile backend (name or "
+                            f"callable), got {compile!r}")
+        self.compile = compile
 
     # -- configuration identity ------------------------------------------------
     _HASHED = ("max_epochs", "batch_size", "lr", "weight_decay", "optimizer", "momentum",
@@ -469,6 +546,16 @@ class Trainer:
             decay = 1.0
         return max(warm * decay, self.min_lr / self.lr) if self.scheduler else warm * decay
 
+    def _local_rows(self, perm: torch.Tensor, b: int, ctx: DistributedContext):
+        """This rank's rows of global batch ``b`` and their weight in the global mean."""
+        idx = perm[b * self.batch_size:(b + 1) * self.batch_size]
+        n_global = idx.shape[0]
+        local = idx[ctx.rank::ctx.world_size]
+        weight = local.shape[0] * ctx.world_size / n_global
+        if local.shape[0] == 0:  # keep the collective in step; contributes nothing
+            local, weight = idx[:1], 0.0
+        return local, weight
+
     def _split_validation(self, tensors, n):
         n_val = int(round(self.val_fraction * n))
         if n_val == 0 or n_val >= n:
@@ -477,7 +564,40 @@ class Trainer:
         g = torch.Generator().manual_seed(self.seed + 7919)
         perm = torch.randperm(n, generator=g)
         val_idx, tr_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
-        return tuple(t[tr_idx] for t in tensors), tuple(t[val_idx] for t in tensors)
+        return (tuple(t[tr_idx.to(t.device)] for t in tensors),
+                tuple(t[val_idx.to(t.device)] for t in tensors))
+
+    def _compiled_step(self, wrapped: nn.Module) -> Callable:
+        """``wrapped`` through ``torch.compile`` (``self.compile``), falling back to eager mode."""
+        if not self.compile:
+            return wrapped
+        from ._warnings import GeoalignWarning
+
+        state = {"fn": None}
+
+        def fallback(exc: Exception) -> None:
+            msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            warnings.warn(f"compile={self.compile!r}: torch.compile failed ({type(exc).__name__}: "
+                          f"{msg}); training continues in eager mode", GeoalignWarning,
+                          stacklevel=4)
+            state["fn"] = wrapped
+
+        try:
+            backend = "inductor" if self.compile is True else self.compile
+            state["fn"] = torch.compile(wrapped, backend=backend)
+        except Exception as exc:  # unknown backend, no compiler support on this platform
+            fallback(exc)
+
+        def step(batch):
+            if state["fn"] is wrapped:
+                return wrapped(batch)
+            try:
+                return state["fn"](batch)
+            except Exception as exc:  # compilation happens lazily, on the first calls
+                fallback(exc)
+                return wrapped(batch)
+
+        return step
 
     @staticmethod
     def _accumulate(acc: dict, metrics: dict, weight: int, prefix: str) -> None:
@@ -498,7 +618,8 @@ class Trainer:
                     loss, metrics = fn(batch)
                 self._accumulate(acc, {"loss": loss, **metrics}, batch[0].shape[0], "val_")
         model.train()
-        return {k: float(v) / n for k, v in acc.items()}
+        keys = sorted(acc)
+        return {k: v / n for k, v in zip(keys, _host_values([acc[k] for k in keys], device))}
 
     # -- checkpoints -------------------------------------------------------------
     def _checkpoint_file(self) -> Path | None:
@@ -692,6 +813,8 @@ class Trainer:
         if ctx.enabled:
             wrapped = nn.parallel.DistributedDataParallel(
                 wrapped, device_ids=[device.index] if device.type == "cuda" else None)
+        step_fn = self._compiled_step(wrapped)
+        loader = _DeviceBatches(train, device)
         tb_writer = None
         if ctx.is_main and self.log_dir is not None:
             with contextlib.suppress(ImportError):
@@ -710,21 +833,20 @@ class Trainer:
                 perm = torch.randperm(n, generator=g)
                 acc: dict = {}
                 n_seen = 0
+                rows = [self._local_rows(perm, b, ctx) for b in range(n_batches)]
+                loader.prefetch(rows[0][0])
                 for b in range(n_batches):
-                    idx = perm[b * self.batch_size:(b + 1) * self.batch_size]
-                    n_global = idx.shape[0]
-                    local = idx[ctx.rank::ctx.world_size]
-                    weight = local.shape[0] * ctx.world_size / n_global
-                    if local.shape[0] == 0:  # keep the collective in step; contributes nothing
-                        local, weight = idx[:1], 0.0
-                    batch = tuple(t[local].to(device, non_blocking=True) for t in train)
+                    local, weight = rows[b]
+                    batch = loader.get(local)
+                    if b + 1 < n_batches:  # the next batch's copy overlaps this step
+                        loader.prefetch(rows[b + 1][0])
                     factor = self._lr_factor(state["step"], epoch, total_steps,
                                              state["plateau_reductions"])
                     for grp, base in zip(optimizer.param_groups, base_lrs):
                         grp["lr"] = base * factor
                     optimizer.zero_grad(set_to_none=True)
                     with autocast():
-                        loss, metrics = wrapped(batch)
+                        loss, metrics = step_fn(batch)
                     obj = loss * weight if ctx.enabled else loss
                     if scaler is not None:
                         scaler.scale(obj).backward()
@@ -744,11 +866,11 @@ class Trainer:
                     self._accumulate(acc, {"loss": loss, **metrics}, w_local, "train_")
                     n_seen += w_local
                 keys = sorted(acc)
-                sums = torch.tensor([float(acc[k]) for k in keys] + [float(n_seen)],
-                                    dtype=torch.float64, device=device)
+                # losses were accumulated on the device: the epoch's one synchronisation
+                sums = _stack64([acc[k] for k in keys] + [float(n_seen)], device)
                 if ctx.enabled:
                     torch.distributed.all_reduce(sums)
-                sums = sums.cpu().tolist()
+                sums = sums.tolist()
                 record = {"epoch": epoch + 1, "step": state["step"],
                           "lr": optimizer.param_groups[0]["lr"]}
                 record.update({k: s / sums[-1] for k, s in zip(keys, sums[:-1])})

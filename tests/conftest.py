@@ -34,6 +34,30 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
+def _devices() -> list:
+    """cpu; cuda when available; meta (shapes only: no values, so no results to compare)."""
+    out = ["cpu"]
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return out
+    if torch.cuda.is_available():
+        out.append("cuda")
+    return out + ["meta"]
+
+
+@pytest.fixture(params=_devices())
+def device(request):
+    """The torch device a device-parametrised test runs on.
+
+    ``"cpu"`` always, ``"cuda"`` when CUDA is available (so the same tests are the
+    GPU check on a machine with one: ``benchmarks/gpu_check.py``), and ``"meta"``
+    for shape-only checks where torch implements the operations on it (tests
+    skip it, saying why, where the computation needs values).
+    """
+    return request.param
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

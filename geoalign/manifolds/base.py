@@ -12,7 +12,9 @@ broadcastable) plus the public methods defined here, which
    :meth:`Manifold.check_tangent`) unless the manifold was created with
    ``validate=False``.  Validation needs one host-device synchronisation per
    call; hot loops (e.g. :func:`geoalign.manifolds.frechet_mean`) validate once
-   and then call the kernels directly.
+   and then call the kernels directly.  With ``validate=False`` no public
+   method reads tensor values on the host (no NaN/Inf check either): they are
+   free of host-device synchronisations, which ``tests/test_syncs.py`` counts.
 
 Tolerances
 ----------
@@ -61,8 +63,10 @@ class Manifold:
     ----------
     validate : bool, default True
         Check that points lie on the manifold (and tangent vectors in the
-        tangent space) in every public method.  ``False`` skips the checks
-        (and their host-device synchronisation); inputs are then trusted.
+        tangent space) and that inputs hold no NaN/Inf, in every public
+        method.  ``False`` skips these checks (and their host-device
+        synchronisations); inputs are then trusted, only shapes and devices
+        are checked.
     """
 
     #: shape of one point, e.g. ``(d,)`` or ``(n, n)``
@@ -100,8 +104,9 @@ class Manifold:
         min_ndims = min_ndims or {}
         arrays = {}
         for key, value in names.items():
+            # NaN/Inf checks read values (a host synchronisation): only when validating
             arrays[key] = check_array(value, key, min_ndim=min_ndims.get(key, self.point_ndim),
-                                      finite=True)
+                                      finite=self.validate)
             if min_ndims.get(key, self.point_ndim) == self.point_ndim and self.point_ndim:
                 tail = tuple(arrays[key].shape[-self.point_ndim:])
                 if tail != tuple(self.point_shape):

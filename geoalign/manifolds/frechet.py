@@ -117,7 +117,8 @@ def frechet_mean(
     Parameters
     ----------
     x : array-like, shape=[..., n, *point_shape]
-        ``n >= 1`` points per batch element, on ``manifold`` (checked once).
+        ``n >= 1`` points per batch element, on ``manifold`` (checked once,
+        unless the manifold has ``validate=False``).
     manifold : Manifold
         A :class:`Sphere`, :class:`Hyperbolic`, :class:`SPD` or :class:`Grassmann`.
     weights : array-like, shape=[n] or [..., n], optional
@@ -130,8 +131,11 @@ def frechet_mean(
     fixed_iterations : bool, default False
         Run exactly ``max_iter`` iterations without any host-device
         synchronisation inside the loop (converged elements are still frozen
-        by masking).  When False the loop stops once every batch element has
-        converged (one synchronisation per iteration).
+        by masking) and without the convergence warning: read ``converged``.
+        With a ``validate=False`` manifold the whole call is then free of
+        synchronisations (counted in ``tests/test_syncs.py``).  When False the
+        loop stops once every batch element has converged (one
+        synchronisation per iteration).
     step_size : float, default 1.0
         Step :math:`\eta` of the update :math:`m \leftarrow \exp_m(\eta g)`.
 
@@ -148,7 +152,8 @@ def frechet_mean(
         (sphere, Grassmann) stopped at a point that is not a minimum: data on
         the cut locus of the iterate, e.g. two antipodal points, make the
         residual vanish at a maximum.  Such elements are reported with
-        ``converged=False``.
+        ``converged=False`` (with ``fixed_iterations=True`` they are reported
+        but no warning is issued, which would read ``converged`` on the host).
 
     Notes
     -----
@@ -165,7 +170,8 @@ def frechet_mean(
     if tuple(xt.shape[xt.ndim - pd:]) != tuple(manifold.point_shape):
         want = "(..., n, " + ", ".join(map(str, manifold.point_shape)) + ")"
         raise ValueError(f"x must have shape {want} for {manifold!r}, got {tuple(xt.shape)}")
-    manifold._check_point_tensor(xt, "x")
+    if manifold.validate:
+        manifold._check_point_tensor(xt, "x")
     max_iter = check_int(max_iter, "max_iter", minimum=0)
     tol = _default_tol(xt.dtype) if tol is None else check_nonnegative_scalar(tol, "tol")
     step_size = check_positive_scalar(step_size, "step_size")
@@ -213,6 +219,10 @@ def frechet_mean(
     not_min = _not_a_minimum(manifold, m, xt, w, residual)
     if not_min is not None:
         not_min = not_min & converged  # elements short of tol get the usual warning below
+        converged = converged & ~not_min
+    if fixed_iterations:
+        # no warning, which would read `converged` on the host
+        return _finish(m, n_iter, converged, residual, ref, warn=False, max_iter=max_iter, tol=tol)
     if not_min is not None and bool(not_min.any()):
         warnings.warn(
             f"frechet_mean: {int(not_min.sum())} of {not_min.numel()} batch element(s) stopped at "
@@ -220,7 +230,7 @@ def frechet_mean(
             "data on the cut locus of the iterate (e.g. antipodal points on the sphere) make the "
             "mean non-unique or the iteration stall at a maximum/saddle; reported converged=False",
             ConvergenceWarning, stacklevel=2)
-        return _finish(m, n_iter, converged & ~not_min, residual, ref, warn=False,
+        return _finish(m, n_iter, converged, residual, ref, warn=False,
                        max_iter=max_iter, tol=tol)
     return _finish(m, n_iter, converged, residual, ref, warn=True, max_iter=max_iter, tol=tol)
 

@@ -53,7 +53,7 @@ class InnerAdam(nn.Module):
         if len(params) != self.n_params:
             raise ValueError(f"InnerAdam was built for {self.n_params} parameters, got {len(params)}")
         self.step_count += 1
-        t = int(self.step_count)
+        t = self.step_count.to(torch.float64)  # bias corrections on the device: no host sync
         b1, b2 = self.betas
         c1, c2 = 1 - b1 ** t, 1 - b2 ** t
         for i, (p, g) in enumerate(zip(params, grads)):

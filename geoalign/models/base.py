@@ -223,6 +223,8 @@ class AlignmentEstimator:
         return getattr(torch, self.dtype)
 
     def _validate_pairs(self, X_a, X_b, y, prefix: str = ""):
+        # devices first: the value checks below cannot run on mixed (or meta) devices
+        check_same_device(**{f"{prefix}X_a": X_a, f"{prefix}X_b": X_b, f"{prefix}y": y})
         X_a = check_array(X_a, f"{prefix}X_a", ndim=2, allow_empty=False)
         X_b = check_array(X_b, f"{prefix}X_b", ndim=2, allow_empty=False)
         check_same_length(**{f"{prefix}X_a": X_a, f"{prefix}X_b": X_b})
@@ -264,7 +266,6 @@ class AlignmentEstimator:
         from ..train import Trainer
 
         X_a, X_b, y = self._validate_pairs(X_a, X_b, y)
-        check_same_device(X_a=X_a, X_b=X_b)
         if val_data is not None:
             parts = tuple(val_data)
             if len(parts) not in (2, 3):
@@ -293,12 +294,17 @@ class AlignmentEstimator:
                     "params": {k: v for k, v in self.get_params().items()
                                if k not in ("trainer_options", "device")}}
         trainer = Trainer(**own, device=device, seed=int(seed), identity=identity, **options)
-        ta = torch.as_tensor(to_numpy(X_a), dtype=dtype)
-        tb = torch.as_tensor(to_numpy(X_b), dtype=dtype)
-        ty = None if y is None else torch.as_tensor(to_numpy(y)).to(torch.int64)
+        # tensors stay where they are (the Trainer gathers batches on their device); NumPy
+        # arrays become CPU tensors, streamed to the device through pinned memory
+        ta, tb = (X.detach().to(dtype) if is_torch(X) else torch.as_tensor(to_numpy(X), dtype=dtype)
+                  for X in (X_a, X_b))
+        ty = None if y is None else (y.detach() if is_torch(y) else torch.as_tensor(to_numpy(y)))
+        ty = None if ty is None else ty.to(torch.int64)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
-            module = self._build_module(ta.shape[1], tb.shape[1], ta, tb, ty)
+            # data-dependent buffers are computed from CPU copies (the documented contract)
+            module = self._build_module(ta.shape[1], tb.shape[1], ta.cpu(), tb.cpu(),
+                                        None if ty is None else ty.cpu())
         module = module.to(dtype=dtype)
         data = (ta, tb) if ty is None else (ta, tb, ty)
         self.history_ = trainer.fit(module, data, val_data=val_data)

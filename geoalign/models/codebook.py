@@ -189,7 +189,9 @@ class VectorQuantizer(nn.Module):
     def ema_update(self, h: torch.Tensor, idx: torch.Tensor) -> None:
         """Multi-modal EMA: ``h`` stacks the general vectors of every modality."""
         h = h.detach().to(self.embed.dtype)
-        onehot = F.one_hot(idx, self.n_codes).to(h.dtype)
+        # (F.one_hot would check the index range on the host)
+        onehot = torch.zeros(idx.shape[0], self.n_codes, dtype=h.dtype, device=h.device)
+        onehot.scatter_(1, idx[:, None], 1.0)
         self.cluster_size.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
         self.embed_avg.mul_(self.decay).add_(onehot.T @ h, alpha=1 - self.decay)
         n = self.cluster_size.sum()
@@ -197,12 +199,12 @@ class VectorQuantizer(nn.Module):
         self.embed.copy_(self.embed_avg / smoothed[:, None])
         share = self.cluster_size / n
         dead = share < self.dead_code_fraction / self.n_codes
-        n_dead = int(dead.sum())
-        if n_dead:
-            pick = torch.randint(0, h.shape[0], (n_dead,), device=h.device)
-            self.embed[dead] = h[pick]
-            self.cluster_size[dead] = n / self.n_codes
-            self.embed_avg[dead] = h[pick] * (n / self.n_codes)
+        # one candidate per code, used where the code is dead: fixed shapes, so the reset
+        # never waits for the device to count the dead codes
+        pick = h[torch.randint(0, h.shape[0], (self.n_codes,), device=h.device)]
+        self.embed.copy_(torch.where(dead[:, None], pick, self.embed))
+        self.cluster_size.copy_(torch.where(dead, n / self.n_codes, self.cluster_size))
+        self.embed_avg.copy_(torch.where(dead[:, None], pick * (n / self.n_codes), self.embed_avg))
 
 
 # ------------------------------------------------------------------------------ CLUB
@@ -312,7 +314,8 @@ class UniCodeModule(nn.Module):
             self.quantizer.ema_update(torch.cat([g_a, g_b]), torch.cat([idx_a, idx_b]))
         with torch.no_grad():
             agree = (idx_a == idx_b).to(g_a.dtype).mean()
-            used = torch.unique(torch.cat([idx_a, idx_b])).numel() / self.quantizer.n_codes
+            hit = torch.zeros(self.quantizer.n_codes, dtype=g_a.dtype, device=g_a.device)
+            used = hit.index_fill_(0, torch.cat([idx_a, idx_b]), 1.0).mean()
         return loss, {"recon": recon.detach(), "info_nce": nce.detach(), "match": match.detach(),
                       "club_mi": mi.detach(), "code_agreement": agree, "code_usage": used}
 

@@ -229,10 +229,22 @@ class SSPCRegularizer(nn.Module):
         self.register_buffer("queue_b", torch.zeros(self.queue_size, self.dim))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.int64))
         self.register_buffer("queue_count", torch.zeros((), dtype=torch.int64))
+        # (ptr, count) mirrored on the host so that a step never reads the buffers back from
+        # the device; None after load_state_dict (read once, on the next use)
+        self._host_queue: tuple[int, int] | None = (0, 0)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._host_queue = None
+
+    def _queue_state(self) -> tuple[int, int]:
+        if self._host_queue is None:
+            self._host_queue = (int(self.queue_ptr), int(self.queue_count))
+        return self._host_queue
 
     @property
     def queue_full(self) -> bool:
-        return int(self.queue_count) >= self.queue_size
+        return self._queue_state()[1] >= self.queue_size
 
     def similarities(self, z: torch.Tensor, which: str) -> torch.Tensor:
         """Cosine similarities of ``z : shape=[B, dim]`` to the anchors of space ``which``."""
@@ -245,7 +257,7 @@ class SSPCRegularizer(nn.Module):
 
     def _targets(self, S_batch: torch.Tensor, queue: torch.Tensor, which: str) -> torch.Tensor:
         with torch.no_grad():
-            n_q = min(int(self.queue_count), self.queue_size)
+            n_q = min(self._queue_state()[1], self.queue_size)
             S = S_batch.detach()
             if n_q:
                 S = torch.cat([self.similarities(queue[:n_q].to(S.dtype), which), S], dim=0)
@@ -259,11 +271,13 @@ class SSPCRegularizer(nn.Module):
             return
         z_a, z_b = z_a[-self.queue_size:], z_b[-self.queue_size:]
         n = z_a.shape[0]
-        idx = (int(self.queue_ptr) + torch.arange(n, device=z_a.device)) % self.queue_size
+        ptr, count = self._queue_state()
+        idx = (ptr + torch.arange(n, device=z_a.device)) % self.queue_size
         self.queue_a[idx] = F.normalize(z_a.detach(), dim=-1).to(self.queue_a.dtype)
         self.queue_b[idx] = F.normalize(z_b.detach(), dim=-1).to(self.queue_b.dtype)
-        self.queue_ptr.fill_((int(self.queue_ptr) + n) % self.queue_size)
-        self.queue_count.fill_(min(int(self.queue_count) + n, self.queue_size))
+        self._host_queue = ((ptr + n) % self.queue_size, min(count + n, self.queue_size))
+        self.queue_ptr.fill_(self._host_queue[0])
+        self.queue_count.fill_(self._host_queue[1])
 
     def loss(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
         """Consistency loss of a batch of pairs ``z_a, z_b : shape=[B, dim]`` (scalar tensor)."""
@@ -341,7 +355,7 @@ class SSPCModule(nn.Module):
         cons = self.regularizer.loss(z_a, z_b)
         return nce + self.consistency_weight * cons, {
             "info_nce": nce.detach(), "consistency": cons.detach(),
-            "queue_fill": float(self.regularizer.queue_count) / max(1, self.regularizer.queue_size)}
+            "queue_fill": self.regularizer._queue_state()[1] / max(1, self.regularizer.queue_size)}
 
 
 class SSPC(AlignmentEstimator):

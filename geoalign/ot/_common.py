@@ -66,21 +66,25 @@ def device_for(**arrays: Any) -> torch.device:
     return torch.device(check_same_device(**{k: v for k, v in arrays.items() if v is not None}))
 
 
-def marginal(w: Any, name: str, n: int, batch: int, batched: bool, device, dtype) -> torch.Tensor:
+def marginal(w: Any, name: str, n: int, batch: int, batched: bool, device, dtype,
+             validate: bool = True) -> torch.Tensor:
     """Validate a marginal of length ``n`` and return it with shape (batch, n).
 
     ``None`` gives the uniform probability vector.  Batched problems accept a
-    shared (n,) marginal or one per problem (batch, n).
+    shared (n,) marginal or one per problem (batch, n).  ``validate=False``
+    checks only the shape (no value is read on the host).
     """
     if w is None:
         return torch.full((batch, n), 1.0 / n, device=device, dtype=dtype)
-    w = check_array(w, name, ndim=(1, 2) if batched else 1)
+    w = check_array(w, name, ndim=(1, 2) if batched else 1, finite=validate)
     shape = tuple(w.shape)
     if shape[-1] != n:
         raise ValueError(f"{name} must have length {n} (matching the cost matrix), got shape {shape}")
     if len(shape) == 2 and shape[0] != batch:
         raise ValueError(f"{name} must have shape ({n},) or ({batch}, {n}), got {shape}")
     t = as_tensor(w, device, dtype)
+    if not validate:
+        return t.expand(batch, n)
     if bool((t < 0).any()):
         raise ValueError(f"{name} must be non-negative, got min {float(t.min())}")
     mass = t.sum(-1)

@@ -47,7 +47,14 @@ class SinkhornDivergenceResult:
         Dual potentials of :math:`\mathrm{OT}_\varepsilon(\alpha,\beta)` (detached).
     n_iter : int
         Updates done (ε-scaling stages included).
-    converged : bool
+    converged : bool or None
+        Whether the potentials moved less than ``tol * reg`` in the last
+        update; ``None`` with ``tol=None`` (a fixed number of updates: nothing
+        was tested; see ``change``).
+    change : float or tensor
+        :math:`\max |\Delta f| / \varepsilon` over the four potentials in the last
+        update.  With ``tol=None`` and tensor inputs a 0-dim tensor left on the
+        device (reading it is a host synchronisation).
     """
 
     value: Any
@@ -56,7 +63,8 @@ class SinkhornDivergenceResult:
     ot_yy: Any
     potentials: tuple
     n_iter: int
-    converged: bool
+    converged: bool | None
+    change: Any = None
 
 
 def _softmin(eps, C, h):
@@ -78,9 +86,9 @@ def _kernel_softmin(eps, K, logw, h):
 def _iterate(Cxy, Cxx, Cyy, loga, logb, schedule, eps, max_iter, tol, use_kernel):
     """GeomLoss symmetric updates through ``schedule`` then ``max_iter`` more at ``eps``.
 
-    ``tol=None``: exactly that many updates, no host synchronisation.  Otherwise
-    the loop at ``eps`` stops once the potentials move less than ``tol * eps``
-    (checked every 5 updates).
+    ``tol=None``: exactly that many updates, no host synchronisation (``change``
+    is then a tensor).  Otherwise the loop at ``eps`` stops once the potentials
+    move less than ``tol * eps`` (checked every 5 updates).
     """
     Cyx = Cxy.transpose(1, 2)
     if use_kernel:
@@ -108,14 +116,14 @@ def _iterate(Cxy, Cxx, Cyy, loga, logb, schedule, eps, max_iter, tol, use_kernel
         f_ab, g_ab = 0.5 * (f_ab + ft_ab), 0.5 * (g_ab + gt_ab)
         f_aa, g_bb = 0.5 * (f_aa + ft_aa), 0.5 * (g_bb + gt_bb)
         n_iter += 1
-    converged = tol is None
+    converged = None if tol is None else False
     change = float("inf")
     for it in range(max_iter):  # at the target eps (stage(eps) is the last one built)
         f_new = sxy(logb, g_ab / eps)
         g_new = syx(loga, f_new / eps)
         faa_new = 0.5 * (f_aa + sxx(loga, f_aa / eps))
         gbb_new = 0.5 * (g_bb + syy(logb, g_bb / eps))
-        if tol is not None:
+        if tol is not None or it == max_iter - 1:
             deltas = torch.stack([(f_new - f_ab).abs().max(), (g_new - g_ab).abs().max(),
                                   (faa_new - f_aa).abs().max(), (gbb_new - g_bb).abs().max()])
         f_ab, g_ab, f_aa, g_bb = f_new, g_new, faa_new, gbb_new
@@ -125,16 +133,20 @@ def _iterate(Cxy, Cxx, Cyy, loga, logb, schedule, eps, max_iter, tol, use_kernel
             if change <= tol * eps:
                 converged = True
                 break
+    if tol is None and max_iter > 0:
+        change = deltas.max()  # stays on the device
     return f_ab, g_ab, f_aa, g_bb, n_iter, converged, change
 
 
-def _weights(w, name, n, batch, dev, dtype):
+def _weights(w, name, n, batch, dev, dtype, validate=True):
     if w is None:
         return torch.full((batch, n), 1.0 / n, device=dev, dtype=dtype)
-    w = check_array(w, name, ndim=(1, 2))
+    w = check_array(w, name, ndim=(1, 2), finite=validate)
     if w.shape[-1] != n:
         raise ValueError(f"{name} must have length {n}, got shape {tuple(w.shape)}")
     t = _common.as_tensor(w, dev, dtype).detach()
+    if not validate:
+        return t.expand(batch, n)
     if bool((t < 0).any()):
         raise ValueError(f"{name} must be non-negative, got min {float(t.min())}")
     total = t.sum(-1)
@@ -145,7 +157,7 @@ def _weights(w, name, n, batch, dev, dtype):
 
 
 def sinkhorn_divergence(X, Y, reg, a=None, b=None, p=2, scaling=None, max_iter=10, tol=None,
-                        warn=True):
+                        warn=True, *, diameter=None, validate=True):
     r"""Debiased Sinkhorn divergence :math:`S_\varepsilon` between two weighted point clouds.
 
     Parameters
@@ -164,11 +176,22 @@ def sinkhorn_divergence(X, Y, reg, a=None, b=None, p=2, scaling=None, max_iter=1
     max_iter : int
         Updates at the final ε after the scaling stages (all of them when ``tol`` is None).
     tol : float or None
-        ``None`` (default, for training loops): a fixed number of updates, no host
-        synchronisation and no convergence warning.  A float: stop when the
+        ``None`` (default, for training loops): a fixed number of updates, no
+        convergence test (``converged`` is ``None``) and no warning.  A float: stop when the
         potentials move less than ``tol * reg`` (checked every 5 updates).
     warn : bool
         Emit :class:`~geoalign._warnings.ConvergenceWarning` when ``tol`` is given and not met.
+    diameter : float, optional
+        An upper bound of the cost :math:`\max_{ij} C_{ij}` (e.g. 2 for points on
+        the unit sphere with ``p=2``), which sets the ε schedule and the kernel
+        path without reading the data.  Default: the largest cost, computed
+        (one host synchronisation).  A bound below the true value can make
+        the kernel path underflow (non-finite results).
+    validate : bool, default True
+        Reject NaN/Inf points and invalid weights (host synchronisations).
+        ``False`` trusts the values (shapes are still checked).  With
+        ``tol=None``, ``diameter`` given and ``validate=False`` the call makes no
+        host synchronisation (counted in ``tests/test_syncs.py``).
 
     Notes
     -----
@@ -200,8 +223,10 @@ def sinkhorn_divergence(X, Y, reg, a=None, b=None, p=2, scaling=None, max_iter=1
     max_iter = check_int(max_iter, "max_iter", minimum=0)
     if tol is not None:
         tol = check_nonnegative_scalar(tol, "tol")
-    X = check_array(X, "X", ndim=(2, 3), allow_empty=False)
-    Y = check_array(Y, "Y", ndim=(2, 3), allow_empty=False)
+    X = check_array(X, "X", ndim=(2, 3), allow_empty=False, finite=validate)
+    Y = check_array(Y, "Y", ndim=(2, 3), allow_empty=False, finite=validate)
+    if diameter is not None:
+        diameter = check_positive_scalar(diameter, "diameter")
     if X.ndim != Y.ndim or X.shape[-1] != Y.shape[-1] or (X.ndim == 3 and X.shape[0] != Y.shape[0]):
         raise ValueError(f"X and Y must be [n, d] and [m, d] (or [B, n, d], [B, m, d]) with the "
                          f"same d and B, got {tuple(X.shape)} and {tuple(Y.shape)}")
@@ -216,8 +241,8 @@ def sinkhorn_divergence(X, Y, reg, a=None, b=None, p=2, scaling=None, max_iter=1
     if not batched:
         Xt, Yt = Xt[None], Yt[None]
     B, n, m = Xt.shape[0], Xt.shape[1], Yt.shape[1]
-    at = _weights(a, "a", n, B, dev, dtype)
-    bt = _weights(b, "b", m, B, dev, dtype)
+    at = _weights(a, "a", n, B, dev, dtype, validate)
+    bt = _weights(b, "b", m, B, dev, dtype, validate)
     loga, logb = torch.log(at), torch.log(bt)
 
     Xd, Yd = Xt.detach(), Yt.detach()
@@ -225,7 +250,9 @@ def sinkhorn_divergence(X, Y, reg, a=None, b=None, p=2, scaling=None, max_iter=1
         Cxy = _common.pairwise_cost(Xd, Yd, p)
         Cxx = _common.pairwise_cost(Xd, Xd, p)
         Cyy = _common.pairwise_cost(Yd, Yd, p)
-        diameter = float(torch.stack([Cxy.max(), Cxx.max(), Cyy.max()]).max())
+        given = diameter is not None
+        if not given:
+            diameter = float(torch.stack([Cxy.max(), Cxx.max(), Cyy.max()]).max())
         schedule = []
         e = max(diameter, eps)
         while e > eps:
@@ -237,7 +264,9 @@ def sinkhorn_divergence(X, Y, reg, a=None, b=None, p=2, scaling=None, max_iter=1
         # a third of the exponent range (|log tiny|).
         use_kernel = diameter / eps <= _KERNEL_RANGE * -math.log(torch.finfo(dtype).tiny)
         state = _iterate(Cxy, Cxx, Cyy, loga, logb, schedule, eps, max_iter, tol, use_kernel)
-        if use_kernel and not all(bool(torch.isfinite(t).all()) for t in state[:4]):
+        # (a given diameter bounds the cost: the kernel path cannot underflow, no check)
+        if use_kernel and not given and not bool(torch.isfinite(torch.stack(
+                [t.sum() for t in state[:4]])).all()):
             state = _iterate(Cxy, Cxx, Cyy, loga, logb, schedule, eps, max_iter, tol, False)
         f_ab, g_ab, f_aa, g_bb, n_iter, converged, change = state
     if warn and tol is not None and not converged:
@@ -261,4 +290,5 @@ def sinkhorn_divergence(X, Y, reg, a=None, b=None, p=2, scaling=None, max_iter=1
     out = _common.output
     return SinkhornDivergenceResult(
         value=out(value, ref), ot_xy=out(ot_xy, ref), ot_xx=out(ot_xx, ref), ot_yy=out(ot_yy, ref),
-        potentials=(out(f_out, ref), out(g_out, ref)), n_iter=n_iter, converged=converged)
+        potentials=(out(f_out, ref), out(g_out, ref)), n_iter=n_iter, converged=converged,
+        change=out(change / eps, ref) if isinstance(change, torch.Tensor) else change / eps)

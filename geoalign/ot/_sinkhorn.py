@@ -21,7 +21,11 @@ log-sum-exp updates, but one BLAS pass per half-step instead of an
 exponential of the whole matrix.  Every ``check_every`` iterations the scalings
 are checked on the host (the only synchronisations on a GPU): they are absorbed
 into the potentials when they grow, and if anything under/overflowed the
-block is rolled back and redone with exact log-sum-exp updates.
+block is rolled back and redone with exact log-sum-exp updates.  With ``tol=0``
+(a fixed number of iterations) the solver never waits for the host: the
+scalings are absorbed on the device after every block, whatever their size,
+and their denominators are floored at the smallest normal number instead of
+being rolled back.
 """
 from __future__ import annotations
 
@@ -59,10 +63,13 @@ class SinkhornResult:
         Dual potentials, :math:`P_{ij} = a_i b_j e^{(f_i + g_j - C_{ij})/\varepsilon}`.
     n_iter : int
         Sinkhorn iterations done (one iteration = a column and a row update).
-    converged : bool
-        ``marginal_error <= tol`` for every problem of the batch.
-    marginal_error : float
-        Largest L1 violation :math:`\|P^\top\mathbf 1 - b\|_1` over the batch.
+    converged : bool or None
+        ``marginal_error <= tol`` for every problem of the batch; ``None`` with
+        ``tol=0`` (a fixed number of iterations was asked for: nothing was tested).
+    marginal_error : float or tensor
+        Largest L1 violation :math:`\|P^\top\mathbf 1 - b\|_1` over the batch.  With
+        ``tol=0`` and tensor inputs a 0-dim tensor on the device, so that the
+        solver does not wait for it (``float()`` reads it).
     reg : float
         The regularisation :math:`\varepsilon` used.
     """
@@ -72,8 +79,8 @@ class SinkhornResult:
     entropic_value: Any
     potentials: tuple
     n_iter: int
-    converged: bool
-    marginal_error: float
+    converged: bool | None
+    marginal_error: Any
     reg: float
 
 
@@ -107,6 +114,8 @@ def _kernel(alpha, beta, C, eps, tau):
 def solve(a, b, C, eps, max_iter, tol, check_every=10, eps_scaling=None, init=None):
     r"""Run log-domain Sinkhorn on batched tensors (no autograd).
 
+    ``tol=0`` without ``eps_scaling``: no host synchronisation (see the module docstring).
+
     Parameters
     ----------
     a, b : tensor, shape=[B, n], [B, m]
@@ -120,7 +129,8 @@ def solve(a, b, C, eps, max_iter, tol, check_every=10, eps_scaling=None, init=No
         Potentials after the last *row* update (rows of the plan exact).
     n_iter : int
     err : float
-        L1 column-marginal violation at the last check.
+        L1 column-marginal violation at the last check (``inf`` when ``tol=0``:
+        nothing is checked).
     """
     C = C.detach()
     a, b = a.detach(), b.detach()
@@ -161,6 +171,18 @@ def solve(a, b, C, eps, max_iter, tol, check_every=10, eps_scaling=None, init=No
         u = torch.ones_like(at)
         v = torch.ones_like(bt)
         done = 0
+        while done < budget and tol == 0 and final:  # fixed iterations: stay on the device
+            k = min(check_every, budget - done)
+            for _ in range(k):
+                v = bt / (u @ K).clamp_min(tiny)
+                u = at / (v @ K.transpose(1, 2)).clamp_min(tiny)
+            alpha = alpha + e * torch.log(u[:, 0])
+            beta = beta + e * torch.log(v[:, 0])
+            u, v = torch.ones_like(at), torch.ones_like(bt)
+            done += k
+            n_iter += k
+            if done < budget:
+                K = _kernel(alpha, beta, C, e, tau)
         while done < budget:
             k = min(check_every, budget - done)
             u0, v0 = u, v
@@ -206,12 +228,14 @@ def solve(a, b, C, eps, max_iter, tol, check_every=10, eps_scaling=None, init=No
     return alpha, beta, n_iter, err
 
 
-def finalize(a, b, C, eps, alpha, beta):
+def finalize(a, b, C, eps, alpha, beta, zero_mass=None):
     r"""One differentiable row update from detached potentials (envelope theorem).
 
     Returns plan, transport cost, entropic value and the potentials (f, g) in
     the :math:`a \otimes b` convention.  Gradients flow into ``C`` (and ``a``)
-    only through this last step.
+    only through this last step.  ``zero_mass``: whether ``b`` has zero entries
+    (``None``: look, one host synchronisation; ``"device"``: handle them
+    without looking, at the cost of one more log-sum-exp pass).
     """
     beta = beta.detach()
     z = (beta[:, None, :] - C) / eps
@@ -220,7 +244,9 @@ def finalize(a, b, C, eps, alpha, beta):
     plan = a[:, :, None] * torch.exp(z - lse[:, :, None])
     logb = _log(b.detach())
     g = beta - eps * logb
-    if bool((b == 0).any()):  # zero-mass columns: potential from the c-transform
+    if zero_mass is None:
+        zero_mass = bool((b == 0).any())
+    if zero_mass:  # zero-mass columns: potential from the c-transform
         alpha = (f + eps * _log(a)).detach()
         g_ct = -eps * torch.logsumexp((alpha[:, :, None] - C.detach()) / eps, dim=1)
         g = torch.where(b > 0, g, g_ct)
@@ -230,15 +256,15 @@ def finalize(a, b, C, eps, alpha, beta):
     return plan, value, entropic, f, g
 
 
-def _validate_cost(C):
-    C = check_array(C, "C", ndim=(2, 3), allow_empty=False)
+def _validate_cost(C, finite=True):
+    C = check_array(C, "C", ndim=(2, 3), allow_empty=False, finite=finite)
     if 0 in tuple(C.shape):
         raise ValueError(f"C must not be empty, got shape {tuple(C.shape)}")
     return C
 
 
 def sinkhorn(a, b, C, reg, max_iter=1000, tol=1e-9, eps_scaling=None, check_every=10,
-             warn=True, device=None):
+             warn=True, device=None, *, validate=True):
     r"""Entropic optimal transport by log-domain Sinkhorn iterations.
 
     Solves :math:`\min_{P\mathbf 1 = a, P^\top \mathbf 1 = b} \langle C, P\rangle
@@ -262,16 +288,24 @@ def sinkhorn(a, b, C, reg, max_iter=1000, tol=1e-9, eps_scaling=None, check_ever
         Maximum number of iterations (ε-scaling stages included).
     tol : float
         Stop when :math:`\|P^\top\mathbf 1 - b\|_1 \le` ``tol`` for all problems;
-        ``tol=0`` runs exactly ``max_iter`` iterations.
+        ``tol=0`` runs exactly ``max_iter`` iterations and never waits for the
+        device (with ``validate=False`` and no ``eps_scaling``, the call makes no
+        host synchronisation at all; counted in ``tests/test_syncs.py``).
     eps_scaling : float in (0, 1), optional
         Start at ε = max(C) - min(C) and multiply by this factor (``check_every``
         iterations per stage) down to ``reg``: faster for small ``reg``.
     check_every : int
-        Iterations between convergence checks (host synchronisations).
+        Iterations between convergence checks (host synchronisations); with
+        ``tol=0``, between absorptions of the scalings.
     warn : bool
         Emit :class:`~geoalign._warnings.ConvergenceWarning` if ``tol > 0`` is not reached.
     device : str or torch.device, optional
         Where to compute NumPy inputs (tensors are used where they are).
+    validate : bool, default True
+        Check the values of the inputs (no NaN/Inf in ``C``; marginals
+        non-negative, of positive and equal mass): a few host synchronisations.
+        ``False`` trusts them (shapes and devices are still checked), for
+        training loops.
 
     Returns
     -------
@@ -297,7 +331,7 @@ def sinkhorn(a, b, C, reg, max_iter=1000, tol=1e-9, eps_scaling=None, check_ever
         eps_scaling = check_positive_scalar(eps_scaling, "eps_scaling")
         if eps_scaling >= 1:
             raise ValueError(f"eps_scaling must be in (0, 1), got {eps_scaling}")
-    C = _validate_cost(C)
+    C = _validate_cost(C, finite=validate)
     ref = _common.reference(C, a, b)
     dev = _common.device_for(a=a, b=b, C=C)
     if device is not None:
@@ -310,14 +344,18 @@ def sinkhorn(a, b, C, reg, max_iter=1000, tol=1e-9, eps_scaling=None, check_ever
     if not batched:
         Ct = Ct[None]
     B, n, m = Ct.shape
-    at = _common.marginal(a, "a", n, B, batched, dev, dtype)
-    bt = _common.marginal(b, "b", m, B, batched, dev, dtype)
-    _common.check_same_mass(at, bt)
+    at = _common.marginal(a, "a", n, B, batched, dev, dtype, validate=validate)
+    bt = _common.marginal(b, "b", m, B, batched, dev, dtype, validate=validate)
+    if validate:
+        _common.check_same_mass(at, bt)
 
     alpha, beta, n_iter, _ = solve(at, bt, Ct, eps, max_iter, tol, check_every, eps_scaling)
-    plan, value, entropic, f, g = finalize(at, bt, Ct, eps, alpha, beta)
-    err = float((plan.detach().sum(1) - bt).abs().sum(1).max())
-    converged = err <= tol
+    zero_mass = False if b is None else (None if validate else "device")
+    plan, value, entropic, f, g = finalize(at, bt, Ct, eps, alpha, beta, zero_mass)
+    err = (plan.detach().sum(1) - bt).abs().sum(1).max()
+    if tol > 0 or ref is None:  # tol=0 with tensors: left on the device, not waited for
+        err = float(err)
+    converged = err <= tol if tol > 0 else None
     if warn and tol > 0 and not converged:
         warnings.warn(
             f"sinkhorn did not converge: marginal error {err:.3g} > tol={tol:g} after "

@@ -94,7 +94,7 @@ def _wasserstein_1d_pp(x, y, a, b, p):
 
 
 def sliced_wasserstein(X, Y, n_projections=128, p=2, directions="sobol", seed=None,
-                       a=None, b=None):
+                       a=None, b=None, *, validate=True):
     r"""Sliced :math:`p`-Wasserstein distance between two point clouds.
 
     Parameters
@@ -110,6 +110,11 @@ def sliced_wasserstein(X, Y, n_projections=128, p=2, directions="sobol", seed=No
         Seed of the scramble / Gaussian draws (``None``: from torch's generator).
     a, b : array-like, shape=[n], [m], optional
         Probability weights of the points (default uniform).
+    validate : bool, default True
+        Reject NaN/Inf points (host synchronisations).  ``False`` trusts the
+        values (shapes are still checked); with ``seed`` given and no weights
+        the call then makes no host synchronisation (counted in
+        ``tests/test_syncs.py``).
 
     Returns
     -------
@@ -117,8 +122,8 @@ def sliced_wasserstein(X, Y, n_projections=128, p=2, directions="sobol", seed=No
         ``.value`` is differentiable w.r.t. ``X`` and ``Y`` for tensor inputs.
         For ``d = 1`` it equals the exact 1-D :math:`W_p`.
     """
-    X = check_array(X, "X", ndim=2, allow_empty=False)
-    Y = check_array(Y, "Y", ndim=2, allow_empty=False)
+    X = check_array(X, "X", ndim=2, allow_empty=False, finite=validate)
+    Y = check_array(Y, "Y", ndim=2, allow_empty=False, finite=validate)
     if X.shape[1] != Y.shape[1]:
         raise ValueError(f"X and Y must have the same dimension d, got {X.shape[1]} and {Y.shape[1]}")
     p = check_positive_scalar(p, "p")
