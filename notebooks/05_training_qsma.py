@@ -42,8 +42,8 @@ from geoalign import LinearContrastive, PlantedAlignment, retrieval_metrics, zsl
 from geoalign.models.qsma import QSMA, sobol_normal
 
 QUICK = os.environ.get("GEOALIGN_QUICK") == "1"
-EPOCHS = 12 if QUICK else 80
-N_TRAIN = 1500 if QUICK else 8000
+EPOCHS = 12 if QUICK else 40       # full setting: a few minutes on a 2-core CPU
+N_TRAIN = 1500 if QUICK else 4000
 TRAIN_OPTIONS = {"progress": not QUICK}    # progress bars for the long trainings of the full setting
 if QUICK:
     torch.set_num_threads(1)   # small models on busy shared cores: one thread avoids oversubscription
@@ -121,13 +121,14 @@ plt.show()
 # %% [markdown]
 # ## 3. Ablation: which terms matter?
 #
-# One training run per variant says little: two seeds of the same variant differ by about as much
-# as the variants do. The paper's `qsma_training` figure therefore trains every variant with
+# One training run per variant says little: two seeds of the same variant can differ by more than
+# most variants do. The paper's `qsma_training` figure therefore trains every variant with
 # several seeds on both data sets of the comparison (digits two views, and a planted model with
 # held-out classes) and reports the mean unseen-class mAP@all with a 95% Student-t interval, and
 # the paired difference to the full loss. `geoalign figures` stores those runs in
 # `figures/qsma_training.csv`; we read them instead of retraining
-# (`geoalign figures --only qsma_training` recomputes them, about two minutes on two cores).
+# (`geoalign figures --only qsma_training --force` recomputes them; `figures/manifest.json` records
+# how long that took).
 
 # %%
 from pathlib import Path

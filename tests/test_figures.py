@@ -66,7 +66,9 @@ def test_cli_lists_figures(capsys):
         assert name in out
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no TeX distribution (pdflatex)")
+@pytest.mark.skipif(shutil.which("pdflatex") is None,
+                    reason="pdflatex not found: install a minimal TeX Live (apt-get install "
+                           "texlive-latex-base texlive-latex-recommended; .ci/run does it in CI)")
 def test_paper_builds_with_generated_figures(quick_figures, tmp_path):
     out, _ = quick_figures
     (tmp_path / "paper").mkdir()

@@ -80,7 +80,8 @@ def fiber_curves_figure(ctx: FigureContext) -> FigureOutput:
                                  "recallAtBest": float(rec[best]), "sharedBestEps": float(grid[best_s]),
                                  "sharedPrecisionAtBest": float(prec_s[best_s]),
                                  "sharedRecallAtBest": float(rec_s[best_s]),
-                                 "sampledPairs": est.n_samples},
+                                 "sampledPairs": est.n_samples, "gridPoints": len(grid),
+                                 "coveredPoints": int(((counts.rho >= est.lower) & (counts.rho <= est.upper)).sum())},
                         caption="N(eps) and rho(eps) curves with precision/recall")
 
 

@@ -127,7 +127,8 @@ def qsma_training_figure(ctx: FigureContext) -> FigureOutput:
     runs = pd.DataFrame(runs)
     summary = summarize_ablation(runs)
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1.1, 1, 1]})
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), gridspec_kw={"width_ratios": [1.1, 1, 0.8]},
+                             layout="constrained")
     ax = axes[0]
     terms = ("contrastive", "alignment", "barycentric", "kl", "orthogonality", "consistency")
     for col in [f"train_{t}" for t in terms if f"train_{t}" in history]:
@@ -140,34 +141,57 @@ def qsma_training_figure(ctx: FigureContext) -> FigureOutput:
     ax.set_ylabel("loss")
     ax.set_title(f"(a) QSMA on digits, seed {ctx.seed}")
     ax.legend(fontsize=7, ncol=2)
-    for ax, dataset, tag in zip(axes[1:], datasets, "bc"):
-        g = summary[summary.dataset == dataset].iloc[::-1]
+    variants = list(ABLATION_VARIANTS)[::-1]
+    ypos = {v: i for i, v in enumerate(variants)}
+    offsets = dict(zip(datasets, (0.15, -0.15)))
+    colors = dict(zip(datasets, ("tab:blue", "tab:orange")))
+    ax = axes[1]
+    for dataset in datasets:
+        g = summary[summary.dataset == dataset]
         r = runs[runs.dataset == dataset]
-        ypos = np.arange(len(g))
-        colors = ["tab:green" if v == "all terms" else "tab:blue" for v in g.variant]
-        ax.errorbar(g.map_mean, ypos, xerr=g.map_ci, fmt="none", ecolor="k", capsize=3)
-        ax.scatter(g.map_mean, ypos, c=colors, zorder=3, label="mean, 95% t-interval")
-        for yv, variant in zip(ypos, g.variant):
-            ax.scatter(r[r.variant == variant].map_all, np.full((r.variant == variant).sum(), yv + 0.2),
-                       s=8, color="grey", label="single seeds" if yv == 0 else None)
-        ax.axvline(cca_map[dataset], color="tab:grey", ls="--", lw=0.8, label="CCA (dim 4)")
-        ax.set_yticks(ypos, g.variant if tag == "b" else [""] * len(g))
-        ax.set_xlabel("unseen-class mAP@all (both directions)")
-        ax.set_title(f"({tag}) ablation on {dataset}, {len(seeds)} seeds")
-        ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+        y = np.array([ypos[v] for v in g.variant]) + offsets[dataset]
+        ax.errorbar(g.map_mean, y, xerr=g.map_ci, fmt="o", color=colors[dataset], capsize=3,
+                    label=f"{dataset}: mean, 95% t-interval")
+        ax.scatter(r.map_all, np.array([ypos[v] for v in r.variant]) + 2 * offsets[dataset], s=6,
+                   color=colors[dataset], alpha=0.5)
+        ax.axvline(cca_map[dataset], color=colors[dataset], ls="--", lw=0.8, label=f"{dataset}: CCA (dim 4)")
+    ax.set_yticks(range(len(variants)), variants)
+    ax.set_xlabel("unseen-class mAP@all (small dots: single seeds)")
+    ax.set_title(f"(b) ablation, {len(seeds)} seeds per variant")
+    ax.legend(fontsize=7, loc="lower left")
+    ax = axes[2]
+    for dataset in datasets:
+        g = summary[(summary.dataset == dataset) & (summary.variant != "all terms")]
+        y = np.array([ypos[v] for v in g.variant]) + offsets[dataset]
+        sd = runs[(runs.dataset == dataset) & (runs.variant == "all terms")].map_all.std(ddof=1)
+        ax.axvspan(-sd, sd, color=colors[dataset], alpha=0.12, label=f"{dataset}: ±1 seed sd of all terms")
+        ax.errorbar(g.diff_mean, y, xerr=g.diff_ci, fmt="o", color=colors[dataset], capsize=3,
+                    label=f"{dataset}: paired Δ, 95% t-interval")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_yticks(range(len(variants)), [""] * len(variants))
+    ax.set_ylim(axes[1].get_ylim())
+    ax.set_xlabel("Δ mAP@all vs all terms, same seed (symlog)")
+    ax.set_title("(c) paired differences")
+    ax.margins(x=0.1)
+    ax.legend(fontsize=7, loc="upper left")
 
-    numbers = {"ablationSeeds": len(seeds), "ablationEpochs": epochs}
+    defaults = QSMA().get_params()
+    numbers = {"ablationSeeds": len(seeds), "ablationEpochs": epochs,
+               "lambdaAlignment": f"{defaults['lambda_alignment']:g}",
+               "lambdaBarycentric": f"{defaults['lambda_barycentric']:g}",
+               "lambdaKl": f"{defaults['lambda_kl']:g}", "latentDim": QSMA_PAPER_PARAMS["dim"]}
     for _, row in summary.iterrows():
         key = row.dataset + _VARIANT_KEYS[row.variant]
         numbers.update({f"{key}Map": f"{row.map_mean:.3f}", f"{key}MapCi": f"{row.map_ci:.3f}"})
         if row.variant != "all terms":
-            numbers.update({f"{key}Diff": _signed(row.diff_mean), f"{key}DiffCi": f"{row.diff_ci:.3f}"})
+            numbers.update({f"{key}Diff": _signed(row.diff_mean), f"{key}DiffCi": f"{row.diff_ci:.4f}"})
     for dataset in datasets:
         numbers[f"{dataset}Cca"] = f"{cca_map[dataset]:.3f}"
         s = summary[(summary.dataset == dataset) & (summary.variant != "all terms")]
-        transport = s[s.variant.isin(["without sliced alignment", "without barycentric", "without KL"])]
-        numbers[f"{dataset}TransportMaxAbsDiff"] = f"{transport.diff_mean.abs().max():.3f}"
+        transport = s[s.variant.isin(["without sliced alignment", "without barycentric", "without KL",
+                                      "without all three transport terms"])]
+        numbers[f"{dataset}TransportMaxAbsDiff"] = f"{transport.diff_mean.abs().max():.4f}"
         sd = runs[(runs.dataset == dataset) & (runs.variant == "all terms")].map_all.std(ddof=1)
         numbers[f"{dataset}SeedSd"] = f"{sd:.3f}"
     table = pd.concat([history.assign(part="history"), runs.assign(part="ablation_runs"),
@@ -179,12 +203,12 @@ def qsma_training_figure(ctx: FigureContext) -> FigureOutput:
                         caption="QSMA training curves and multi-seed loss-term ablation", numbers=numbers)
 
 
-def _signed(x: float) -> str:
-    """``+0.012`` / ``\\ensuremath{-}0.012`` / ``0.000``: a difference with its sign, three decimals."""
-    x = round(float(x), 3)
+def _signed(x: float, decimals: int = 4) -> str:
+    """``+0.0012`` / ``\\ensuremath{-}0.0012`` / ``0.0000``: a difference with its sign."""
+    x = round(float(x), decimals)
     if x == 0:
-        return "0.000"
-    return f"+{x:.3f}" if x > 0 else f"\\ensuremath{{-}}{-x:.3f}"
+        return f"{0:.{decimals}f}"
+    return f"+{x:.{decimals}f}" if x > 0 else f"\\ensuremath{{-}}{-x:.{decimals}f}"
 
 
 @figure("comparison", kind="table", description="zero-shot retrieval of all methods on digits and planted data")
