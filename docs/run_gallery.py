@@ -82,6 +82,7 @@ def run(names: list[str], quick: bool, timeout: int) -> dict:
         os.environ["GEOALIGN_QUICK"] = "1"
     try:
         for path in paths:
+            source = source_hash(path)  # of the source that is executed, read before the run
             nb = nbformat.read(path, as_version=4)
             client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
@@ -96,7 +97,7 @@ def run(names: list[str], quick: bool, timeout: int) -> dict:
             atomic_write_text(GALLERY / path.name, nbformat.writes(nb))
             timings[path.stem] = {"seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
                                   "setting": "quick" if quick else "full",
-                                  "source_sha256": source_hash(path), "cpus": os.cpu_count(),
+                                  "source_sha256": source, "cpus": os.cpu_count(),
                                   "date": time.strftime("%Y-%m-%d")}
             atomic_write_text(TIMINGS, json.dumps(timings, indent=1, sort_keys=True) + "\n")
             write_index(timings)

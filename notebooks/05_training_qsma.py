@@ -45,8 +45,7 @@ QUICK = os.environ.get("GEOALIGN_QUICK") == "1"
 EPOCHS = 12 if QUICK else 40       # full setting: a few minutes on a 2-core CPU
 N_TRAIN = 1500 if QUICK else 4000
 TRAIN_OPTIONS = {"progress": not QUICK}    # progress bars for the long trainings of the full setting
-if QUICK:
-    torch.set_num_threads(1)   # small models on busy shared cores: one thread avoids oversubscription
+torch.set_num_threads(1)       # small models: one thread avoids oversubscribing shared cores
 print("QUICK =", QUICK)
 
 # %% [markdown]

@@ -49,7 +49,8 @@ def test_paper_includes_only_generated_outputs(quick_figures):
     included = re.findall(r"\\includegraphics(?:\[[^\]]*\])?\{([^}]+)\}", tex)
     tables = re.findall(r"\\input\{\.\./figures/([^}]+)\}", tex)
     assert included and tables
-    produced = {f for entry in manifest.values() for f in entry["files"]}
+    produced = {f for entry in manifest.values() for f in entry["files"]} | {"numbers.tex"}
+    assert (out / "numbers.tex").exists()
     for name in included + tables:
         assert Path(name).name in produced, f"paper includes {name}, not produced by geoalign figures"
 
