@@ -8,7 +8,7 @@ A last row runs the defaults with ``reg="auto"`` (0.3% of the median initial
 squared distance).  Full size: 8 clouds x 500 points in d = 32; ``--quick``:
 4 x 150, d = 8.  ``--cpu-time`` measures process CPU time instead of wall time
 (steadier on a shared machine; meaningful with ``--threads 1`` only).
-Target (design.md section 4): >= 5x faster at <= 1% higher objective.
+Target (docs/design/performance.md): >= 5x faster at <= 1% higher objective.
 """
 import argparse
 import time

@@ -9,7 +9,7 @@ number of threads), interleaving repetitions and keeping the minimum of each
 * ``faiss``: ``IndexFlatL2.range_search`` with radius ``eps**2`` (squared, strict);
 * ``counts``: :func:`geoalign.fiber.fiber_counts` with 64 thresholds.
 
-Targets (design.md §4): join <= 1.10x gemm and faster than FAISS; counts <= 1.25x gemm.
+Targets (docs/design/performance.md): join <= 1.10x gemm and faster than FAISS; counts <= 1.25x gemm.
 
 Usage: ``python benchmarks/bench_fiber.py [--quick] [--n N] [--d D] [--repeats R]``
 """

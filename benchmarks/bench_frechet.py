@@ -1,6 +1,6 @@
 """Benchmark: batched Fréchet means on the sphere vs geomstats FrechetMean in a loop.
 
-Target (design.md §4): 200 means of 50 points on S^63 (ambient R^64) in one
+Target (docs/design/performance.md): 200 means of 50 points on S^63 (ambient R^64) in one
 batched call, >= 20x faster than looping geomstats' FrechetMean, same means to
 1e-6.  geomstats' defaults (max_iter 32, tolerance 1e-4 on the squared norm)
 are too loose for a 1e-6 reference, so they are tightened here.

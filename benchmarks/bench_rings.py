@@ -1,6 +1,6 @@
 """Throughput of batched exact products in Z_n[x] against python-flint nmod_poly.
 
-Anchor (design.md §4): 10^4 products of degree-255 polynomials over Z_256,
+Anchor (docs/design/performance.md): 10^4 products of degree-255 polynomials over Z_256,
 python-flint nmod_poly in a loop (objects built beforehand, only the
 multiplications timed), target >= 2x its throughput, bit-exact.  Also reported:
 Z_30522 and the prime 2^31 - 1.  For each modulus every applicable method of

@@ -4,7 +4,7 @@ Every method is trained on the *seen* classes only and evaluated on the
 *unseen* classes of the same data set:
 
 * **digits** — scikit-learn's digits as two views (left half ↔ right half),
-  classes 0–6 seen, 7–9 unseen (design.md §3);
+  classes 0–6 seen, 7–9 unseen (docs/design/data.md);
 * **planted** — :class:`geoalign.data.planted.PlantedAlignment` with 3 of 10
   classes held out.
 

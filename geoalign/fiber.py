@@ -834,7 +834,7 @@ def fiber_product(
         Orthonormal basis ``B`` (shape ``[d, k]``) or orthogonal projector
         ``P`` (shape ``[d, d]``) of the shared subspace :math:`Z_s`: the join is
         computed on :math:`\Pi_s(x - y)` only, i.e. on the float64 features
-        ``X @ B`` / ``X @ P`` (design.md §2.2, statement 4).
+        ``X @ B`` / ``X @ P`` (docs/design/mathematics.md, Statement 4).
     row_offset, col_offset : int
         Added to the reported indices (for block-wise distributed joins; see
         :meth:`FiberProduct.concatenate`).

@@ -16,7 +16,7 @@ or ``geoalign sweep epsilon --param eps=0.5,1,2 --seeds 0,1,2``.
 
 =================  ==========================================================
 ``epsilon``        N(ε), ρ(ε) and precision/recall of :math:`F_\varepsilon`
-                   against the true pairs of planted data (design.md §2.2).
+                   against the true pairs of planted data (docs/design/mathematics.md, Approximate fiber products).
 ``dimension``      Johnson–Lindenstrauss projections to k dimensions (fraction
                    of :math:`F_\varepsilon` preserved, sandwich check) and the
                    :math:`\sigma\sqrt{2d}` scaling of true-pair distances.
@@ -216,7 +216,7 @@ def dimension_study(d: int, k: int, eps: float = 1.0, sigma: float = 0.5, n: int
                     seed: int = 0) -> dict[str, float]:
     r"""Random projection to ``k`` dimensions and the :math:`\sqrt d` scaling of true pairs.
 
-    Data (design.md §2.2, statement 3): :math:`s_i \sim N(0, I_d)`,
+    Data (docs/design/mathematics.md, Statement 3): :math:`s_i \sim N(0, I_d)`,
     :math:`f_i = s_i + \sigma\xi_i`, :math:`g_i = s_i + \sigma\zeta_i`, so
     true-pair distances concentrate at :math:`\sigma\sqrt{2d}` and impostors at
     :math:`\sqrt{2d(1+\sigma^2)}`.  The tolerance is
@@ -345,7 +345,7 @@ def perturbation_study(eps: float = 1.0, delta_f: float = 0.1, delta_g: float = 
                        shared_rank: int = 4, private_rank: int = 3, seed: int = 0) -> dict[str, float]:
     r"""Robustness of :math:`F_\varepsilon`: observed tolerance against :math:`\varepsilon+\delta_f+\delta_g`.
 
-    Statement 2 of design.md §2.2: if :math:`\sup_i\|f'_i - f_i\| \le \delta_f`
+    Statement 2 of docs/design/mathematics.md: if :math:`\sup_i\|f'_i - f_i\| \le \delta_f`
     and :math:`\sup_j\|g'_j - g_j\| \le \delta_g` then
     :math:`F_\varepsilon(f, g) \subseteq F_{\varepsilon+\delta_f+\delta_g}(f', g')`
     and vice versa.  The *observed tolerance* is the smallest one that works,
@@ -599,7 +599,7 @@ def qsma_training_study(lambda_alignment: float = 0.1, lambda_barycentric: float
                         num_threads: int = 1, seed: int = 0) -> dict[str, float]:
     r"""Train :class:`geoalign.models.qsma.QSMA` with the given loss weights; score held-out pairs.
 
-    The loss (design.md §2.5) is
+    The loss (docs/design/mathematics.md, QSMA) is
     :math:`\lambda_C\,\mathrm{InfoNCE} + \lambda_W\,\mathcal W + \lambda_B\,\mathcal B
     + \lambda_{KL}\,\mathrm{KL}`; this study varies the weights on planted data
     (:class:`~geoalign.data.planted.PlantedAlignment`, ``features``

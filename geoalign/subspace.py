@@ -10,7 +10,7 @@ for :math:`f \\in Z_s \\oplus Z_I`, :math:`g \\in Z_s \\oplus Z_T`
 
     \\|f - g\\|^2 = \\|\\Pi_s (f - g)\\|^2 + \\|\\Pi_I f\\|^2 + \\|\\Pi_T g\\|^2 ,
 
-so private energy only ever adds to a pair's distance (design.md §2.2, item 4).
+so private energy only ever adds to a pair's distance (docs/design/mathematics.md, Statement 4).
 
 The decomposition is in *feature space* and so applies to new samples; AJIVE
 (:func:`ajive`, Feng et al. 2018) instead separates joint and individual

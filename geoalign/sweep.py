@@ -981,7 +981,7 @@ def run_study(name: str, grid: Grid | Mapping | None = None, **kwargs: Any) -> S
 
 
 def concentration_study(d: int, sigma: float, n: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Concentration of true-pair distances (design.md §2.2, statement 3).
+    """Concentration of true-pair distances (docs/design/mathematics.md, Statement 3).
 
     Draw shared signals :math:`s_i \\sim N(0, I_d)` and embeddings
     :math:`f_i = s_i + \\sigma\\xi_i`, :math:`g_i = s_i + \\sigma\\zeta_i` with

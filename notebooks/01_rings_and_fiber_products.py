@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 01 · Rings $\mathbb{Z}_n[x]$ and approximate fiber products
 #
-# **Data as polynomials** (design.md §2.1). A uint8 image becomes
+# **Data as polynomials** (docs/design/mathematics.md, Data as polynomials). A uint8 image becomes
 # $P(x)=\sum_i a_i x^i\in\mathbb{Z}_{256}[x]$ (pixels in row-major order, one polynomial per
 # $p\times p$ patch if asked); a token sequence $t_0..t_m$ over a vocabulary $V$ becomes
 # $Q(x)=\sum_i t_i x^i\in\mathbb{Z}_{|V|}[x]$. For composite $n$ (256 is composite)
@@ -25,7 +25,7 @@
 # **Embeddings** $f:\mathbb{Z}_n[x]\to\mathbb{R}^d$: a lift of the coefficients to integers
 # followed by a linear map (random projection, DFT features, or a learned alignment).
 #
-# **Approximate fiber product** (design.md §2.2). For sets $\mathcal P,\mathcal Q$ and
+# **Approximate fiber product** (docs/design/mathematics.md, Approximate fiber products). For sets $\mathcal P,\mathcal Q$ and
 # embeddings $f,g$ into the same $Z=\mathbb{R}^d$,
 #
 # $$F_\varepsilon=\{(P,Q):\|f(P)-g(Q)\|\le\varepsilon\},\qquad N(\varepsilon)=|F_\varepsilon|,

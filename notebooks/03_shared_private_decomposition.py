@@ -15,14 +15,14 @@
 # # 03 · Shared/private decomposition $Z = Z_s \oplus Z_I \oplus Z_T$
 #
 # Two views of the same object (an image embedding $u$ and a text embedding $v$)
-# live in one space $Z=\mathbb{R}^d$. The **planted model** (design.md §2.3) is
+# live in one space $Z=\mathbb{R}^d$. The **planted model** (docs/design/mathematics.md, Shared and private subspaces) is
 #
 # $$u = A s + B_I a + \sigma\xi, \qquad v = A s + B_T b + \sigma\zeta,$$
 #
 # with $[A, B_I, B_T]$ orthonormal columns: $Z_s=\operatorname{span}A$ is *shared*,
 # $Z_I=\operatorname{span}B_I$ and $Z_T=\operatorname{span}B_T$ are *private* to each view.
 #
-# **Decomposition identity** (design.md §2.2, item 4). If $f\in Z_s\oplus Z_I$ and
+# **Decomposition identity** (docs/design/mathematics.md, Statement 4). If $f\in Z_s\oplus Z_I$ and
 # $g\in Z_s\oplus Z_T$ then, because the three subspaces are mutually orthogonal,
 #
 # $$\|f-g\|^2 = \|\Pi_s(f-g)\|^2 + \|\Pi_I f\|^2 + \|\Pi_T g\|^2 .$$

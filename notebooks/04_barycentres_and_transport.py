@@ -16,7 +16,7 @@
 #
 # Alignment methods average: a class prototype is the mean of its embeddings, QSMA pulls
 # each pair toward its geodesic midpoint, and whole batches are matched by optimal transport.
-# On curved spaces the average is the **Fréchet (Karcher) mean** (design.md §2.4)
+# On curved spaces the average is the **Fréchet (Karcher) mean** (docs/design/mathematics.md, Barycentres and transport)
 #
 # $$m^\star = \arg\min_m \sum_i w_i\, d(m, x_i)^2,\qquad
 #   \text{fixed point of } m \leftarrow \exp_m\Big(\sum_i w_i \log_m x_i\Big),$$

@@ -1,4 +1,4 @@
-"""The four statements of design.md §2.2 checked numerically, and the density estimator's CI."""
+"""The four statements of docs/design/mathematics.md checked numerically, and the density estimator's CI."""
 import math
 
 import numpy as np

@@ -474,7 +474,7 @@ def test_10_messages_name_the_file_and_the_fix(tmp_path, capsys):
     (tmp_path / "F" / "manifest.json").write_text("{broken")
     assert main(["figures", "--out", str(tmp_path / "F"), "--quick", "--only", "fiber_curves"]) == 2
     err = _one_line_error(capsys, "figures")
-    assert "manifest.json" in err and "not valid JSON" in err and "fix or remove it" in err
+    assert "manifest.json" in err and "is corrupt" in err and "--force" in err
     (tmp_path / "m5.toml").write_text('model = 5\n[data]\nsource = "digits"\n')
     assert main(["train", str(tmp_path / "m5.toml")]) == 2
     assert "m5.toml" in _one_line_error(capsys, "train")

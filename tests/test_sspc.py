@@ -7,7 +7,7 @@ from geoalign.models.sspc import SSPC, SSPCRegularizer, multi_assignment_sinkhor
 
 
 def reference_multi_sk(S, R, low_weight=0.25, eps=0.07, n_iters=20):
-    """Straightforward loops over the dense N x K x K tensor (float64), as in design.md 2.6."""
+    """Straightforward loops over the dense N x K x K tensor (float64), as in docs/design/mathematics.md, Published methods."""
     N, K = S.shape
     w = [low_weight] * (K - R) + [1.0] * R
     Q = np.empty((N, K, K))

@@ -4,7 +4,7 @@ The ring-valued twin of :mod:`geoalign.data.planted`: each pair is an image (a
 polynomial over :math:`\mathbb{Z}_{256}`) and a token sequence (a polynomial over
 :math:`\mathbb{Z}_{|V|}`), and the embeddings :math:`f, g` into :math:`Z=\mathbb{R}^d`
 are known exactly, so the true :math:`F_0` and :math:`F_\varepsilon` are known in
-closed form and the fiber-product code (design.md §2.2) can be validated end to end.
+closed form and the fiber-product code (docs/design/mathematics.md, Approximate fiber products) can be validated end to end.
 
 Generative model
 ----------------
@@ -64,7 +64,7 @@ NumPy or torch, in any summation order.
 
 Closed forms
 ------------
-Orthogonality gives (design.md §2.2, statement 4, with
+Orthogonality gives (docs/design/mathematics.md, Statement 4, with
 :math:`Z_s = \operatorname{span} H_s`, :math:`Z_I = \operatorname{span} H_I`,
 :math:`Z_T = \operatorname{span} H_T`)
 

@@ -1,7 +1,9 @@
 """Paper figures: one function per figure, a registry, and ``geoalign figures``.
 
 ``geoalign figures [--only NAME ...] [--quick] [--out figures/]`` regenerates
-every figure and table of the paper from embedded data.  See
+every figure and table of the paper from embedded data, and writes
+``numbers.tex`` (the numbers the paper quotes, one LaTeX macro each).
+``geoalign figures --list`` shows which figures are current for the present code.  See
 :mod:`geoalign.figures.registry` for the contract of a figure function.
 """
 from __future__ import annotations
@@ -33,15 +35,19 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="base random seed")
     parser.add_argument("--device", default="cpu", help="torch device for training figures")
     parser.add_argument("--force", action="store_true", help="regenerate even if current")
-    parser.add_argument("--list", action="store_true", help="list the figures and exit")
+    parser.add_argument("--list", action="store_true",
+                        help="list the figures with their status in --out (current, stale, missing) and exit")
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """``geoalign figures``."""
     load_all()
     if args.list:
+        from .registry import figure_status
+
+        status = figure_status(args.out, quick=args.quick, seed=args.seed, device=args.device)
         for name, entry in FIGURES.items():
-            print(f"{name:<28} {entry.kind:<7} {entry.description}")
+            print(f"{name:<24} {entry.kind:<7} {status[name]:<8} {entry.description}")
         return 0
     manifest = make_figures(args.out, only=args.only, quick=args.quick, seed=args.seed,
                             device=args.device, force=args.force)

@@ -1,4 +1,4 @@
-"""Figures of the approximate-fiber-product section (design.md §2.2, statements 1–3)."""
+"""Figures of the approximate-fiber-product section (Statements 1–3 of :doc:`/design/mathematics`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -70,11 +70,18 @@ def fiber_curves_figure(ctx: FigureContext) -> FigureOutput:
     ax.legend(fontsize=8)
     fig.tight_layout()
     best = int(np.nanargmax(2 * prec * rec / (prec + rec + 1e-300)))
+    best_s = int(np.nanargmax(2 * prec_s * rec_s / (prec_s + rec_s + 1e-300)))
     return FigureOutput(fig, table=table, params={"n": n, "dim": 64, "shared_rank": 8,
                                                   "private_ranks": [4, 4], "snr": 5.0,
                                                   "best_eps": float(grid[best]),
                                                   "precision_at_best": float(prec[best]),
                                                   "recall_at_best": float(rec[best])},
+                        numbers={"n": n, "bestEps": float(grid[best]), "precisionAtBest": float(prec[best]),
+                                 "recallAtBest": float(rec[best]), "sharedBestEps": float(grid[best_s]),
+                                 "sharedPrecisionAtBest": float(prec_s[best_s]),
+                                 "sharedRecallAtBest": float(rec_s[best_s]),
+                                 "sampledPairs": est.n_samples, "gridPoints": len(grid),
+                                 "coveredPoints": int(((counts.rho >= est.lower) & (counts.rho <= est.upper)).sum())},
                         caption="N(eps) and rho(eps) curves with precision/recall")
 
 
@@ -130,27 +137,99 @@ def robustness_figure(ctx: FigureContext) -> FigureOutput:
     ax.set_title("robustness of the approximate fiber product")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
+    ratio_adv = (table.observed_adversarial / table.bound).dropna()
+    ratio_rand = table.observed_random / table.bound
+    numbers = {"n": n, "cases": len(table), "maxRatioRandom": float(ratio_rand.max()),
+               "minRatioRandom": float(ratio_rand.min()), "minRatioAdversarial": f"{ratio_adv.min():.4f}",
+               "maxRatioAdversarial": f"{ratio_adv.max():.6f}"}
     return FigureOutput(fig, table=table, params={"n": n, "deltas": deltas,
                                                   "eps_grid": [float(e) for e in eps_grid]},
-                        caption="observed tolerance vs the perturbation bound")
+                        numbers=numbers, caption="observed tolerance vs the perturbation bound")
+
+
+def _jl_dimension(n_pairs: int, eta: float) -> int:
+    """Smallest k of Statement 3(b): k >= 4 ln N / (eta^2/2 - eta^3/3), N = n_pairs."""
+    return int(np.ceil(4 * np.log(n_pairs) / (eta**2 / 2 - eta**3 / 3)))
+
+
+def _jl_experiment(ctx: FigureContext, rng: np.random.Generator):
+    """Random projections of d-dimensional pairs to k dimensions, below, at and beyond k_JL.
+
+    Impostor distances are made comparable to true-pair distances (signal scale tau with
+    tau^2 = ((1+eta)/(1-eta) - 1) sigma^2), and eps is set so that the lower edge
+    eps/sqrt(1+eta) of the band is the median true-pair distance: half the true pairs must be
+    kept, and the impostors straddle the upper edge eps/sqrt(1-eta), so half of them lie inside
+    the band and the other half just beyond it, where they must be dropped.
+    """
+    from scipy.spatial.distance import cdist
+
+    from ..fiber import fiber_product
+
+    eta, sigma = 0.25, 1.0
+    d, m = ctx.pick(4096, 2048), ctx.pick(400, 100)
+    n_pairs = m * m
+    k_jl = _jl_dimension(n_pairs, eta)
+    ks = sorted({*ctx.pick([16, 64, 256, 512, 1024], [16, 256]), k_jl, *ctx.pick([2 * k_jl], [])})
+    reps = ctx.pick(5, 2)
+    tau = sigma * np.sqrt((1 + eta) / (1 - eta) - 1)
+    S = tau * rng.normal(size=(m, d))
+    F = S + sigma * rng.normal(size=(m, d))
+    G = S + sigma * rng.normal(size=(m, d))
+    D = cdist(F, G)
+    true_d = np.diag(D)
+    impostor = ~np.eye(m, dtype=bool)
+    eps = float(np.median(true_d) * np.sqrt(1 + eta))
+    lo, hi = eps / np.sqrt(1 + eta), eps / np.sqrt(1 - eta)
+    inner, outer = D <= lo, D <= hi
+    band = outer & ~inner
+    exact = fiber_product(F, G, eps)
+    base = np.zeros((m, m), dtype=bool)
+    base[exact.pairs[:, 0], exact.pairs[:, 1]] = True
+    rows = []
+    for k in ks:
+        for rep in range(reps):
+            R = rng.normal(size=(d, k)) / np.sqrt(k)
+            FR, GR = F @ R, G @ R
+            proj_pairs = fiber_product(FR, GR, eps).pairs
+            proj = np.zeros((m, m), dtype=bool)
+            proj[proj_pairs[:, 0], proj_pairs[:, 1]] = True
+            distortion = float(np.abs(cdist(FR, GR) ** 2 / D**2 - 1).max())
+            lost = int((inner & ~proj).sum())      # must be kept, dropped
+            admitted = int((proj & ~outer).sum())  # must be dropped, kept
+            rows.append({"part": "jl", "k": k, "rep": rep, "max_distortion": distortion,
+                         "lost_inner": lost, "admitted_outer": admitted,
+                         "sandwich_holds": lost == 0 and admitted == 0,
+                         "jaccard": float((proj & base).sum() / max((proj | base).sum(), 1)),
+                         "pairs": int(proj.sum())})
+    counts = {"true_below": int((true_d <= lo).sum()), "true_in_band": int(band.diagonal().sum()),
+              "impostors_in_band": int((band & impostor).sum()),
+              "impostors_beyond": int((~outer & impostor).sum()),
+              "impostors_near_edge": int(((D > hi) & (D <= hi * 1.02) & impostor).sum())}
+    setup = {"eta": eta, "sigma": sigma, "tau": float(tau), "d": d, "n": m, "n_pairs": n_pairs,
+             "k_jl": k_jl, "ks": ks, "reps": reps, "eps": eps, "lower_edge": float(lo),
+             "upper_edge": float(hi), **counts}
+    return setup, D, true_d, impostor, rows
 
 
 @figure("dimension", description="sqrt(d) scaling of true-pair distances, recall transition, JL projections")
 def dimension_figure(ctx: FigureContext) -> FigureOutput:
     """Statement 3: (a) true-pair distances ≈ σ√(2d); (b) recall vs ε/√d sharpens with d;
-    (c) a Gaussian random projection to k dimensions preserves F_ε (Jaccard index and the
-    sandwich F_{ε/√(1+η)} ⊆ F^R_ε ⊆ F_{ε/√(1−η)})."""
+    (c, d) Gaussian random projections to k dimensions below, at and beyond the
+    Johnson–Lindenstrauss dimension k_JL = ⌈4 ln N/(η²/2 − η³/3)⌉, N = n², with a tolerance ε
+    chosen so that the sandwich F_{ε/√(1+η)} ⊆ F^R_ε ⊆ F_{ε/√(1−η)} is a real test: true
+    pairs at the lower edge of the band and impostors at its upper edge."""
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from ..fiber import fiber_product, pair_distances
+    from ..fiber import pair_distances
 
     rng = np.random.default_rng(ctx.seed)
     sigma = 0.5
     dims = ctx.pick([4, 8, 16, 32, 64, 128, 256, 512, 1024], [4, 16, 64, 256])
     n = ctx.pick(2000, 400)
     rows = []
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    axes = axes.ravel()
     for d in dims:
         S = rng.normal(size=(n, d))
         F = S + sigma * rng.normal(size=(n, d))
@@ -160,7 +239,7 @@ def dimension_figure(ctx: FigureContext) -> FigureOutput:
                      "predicted_mean": sigma * np.sqrt(2 * d)})
         x = np.sort(r) / np.sqrt(d)
         axes[1].plot(x, np.arange(1, n + 1) / n, label=f"d = {d}")
-    conc = pd.DataFrame([r for r in rows if r["part"] == "concentration"])
+    conc = pd.DataFrame(rows)
     ax = axes[0]
     ax.errorbar(conc.d, conc["mean"], yerr=conc.sd, fmt="o", label="true-pair distance (mean ± sd)")
     dd = np.geomspace(min(dims), max(dims), 100)
@@ -178,40 +257,68 @@ def dimension_figure(ctx: FigureContext) -> FigureOutput:
     ax.set_title(r"(b) phase transition at $\varepsilon/\sqrt{d}=\sigma\sqrt{2}$")
     ax.legend(fontsize=7)
 
-    # (c) Johnson–Lindenstrauss: project d = 512 embeddings to k dimensions
-    d, m = 512, ctx.pick(600, 200)
-    S = rng.normal(size=(m, d))
-    F = S + sigma * rng.normal(size=(m, d))
-    G = S + sigma * rng.normal(size=(m, d))
-    eps = float(np.quantile(pair_distances(F, G), 0.5))
-    base = fiber_product(F, G, eps)
-    base_set = set(map(tuple, base.pairs.tolist()))
-    ks = ctx.pick([8, 16, 32, 64, 128, 256, 512], [16, 64, 256])
-    eta = 0.25
-    k_jl = int(np.ceil(4 * np.log(m * m) / (eta**2 / 2 - eta**3 / 3)))
-    jl_rows = []
-    for k in ks:
-        R = rng.normal(size=(d, k)) / np.sqrt(k)
-        proj = fiber_product(F @ R, G @ R, eps)
-        ps = set(map(tuple, proj.pairs.tolist()))
-        inner = set(map(tuple, fiber_product(F, G, eps / np.sqrt(1 + eta)).pairs.tolist()))
-        outer = set(map(tuple, fiber_product(F, G, eps / np.sqrt(1 - eta)).pairs.tolist()))
-        jl_rows.append({"part": "jl", "k": k, "jaccard": len(ps & base_set) / max(len(ps | base_set), 1),
-                        "sandwich_holds": bool(inner <= ps <= outer), "pairs": len(ps)})
-    jl = pd.DataFrame(jl_rows)
+    setup, D, true_d, impostor, jl_rows = _jl_experiment(ctx, rng)
+    eta, k_jl = setup["eta"], setup["k_jl"]
     ax = axes[2]
-    ax.plot(jl.k, jl.jaccard, "o-", label=r"Jaccard($F_\varepsilon$, $F^R_\varepsilon$)")
-    held = jl[jl.sandwich_holds]
-    ax.plot(held.k, held.jaccard, "s", mfc="none", ms=10, color="tab:green",
-            label=fr"sandwich holds (η = {eta})")
-    ax.axvline(k_jl, color="grey", ls="--", lw=0.8, label=f"JL bound k = {k_jl}")
+    bins = np.linspace(float(D.min()), float(D.max()), 80)
+    ax.hist(D[impostor], bins=bins, density=True, alpha=0.6, label="impostors (i ≠ j)")
+    ax.hist(true_d, bins=bins, density=True, alpha=0.6, label="true pairs (i = j)")
+    ax.axvspan(setup["lower_edge"], setup["upper_edge"], color="grey", alpha=0.2,
+               label=r"band $(\varepsilon/\sqrt{1+\eta},\ \varepsilon/\sqrt{1-\eta}]$")
+    ax.axvline(setup["eps"], color="k", ls="--", lw=0.8, label="ε")
+    ax.set_xlabel(f"distance in R^{setup['d']}")
+    ax.set_ylabel("density")
+    ax.set_title(f"(c) the band is a real test: n = {setup['n']}, η = {eta}")
+    ax.legend(fontsize=7)
+    jl = pd.DataFrame(jl_rows)
+    by_k = jl.groupby("k").agg(distortion_max=("max_distortion", "max"),
+                               distortion_min=("max_distortion", "min"),
+                               held=("sandwich_holds", "sum"), draws=("sandwich_holds", "size"),
+                               violations=("lost_inner", "mean"), admitted=("admitted_outer", "mean"),
+                               jaccard=("jaccard", "mean")).reset_index()
+    by_k["violations"] = by_k["violations"] + by_k.pop("admitted")
+    ax = axes[3]
+    ax.fill_between(by_k.k, by_k.distortion_min, by_k.distortion_max, alpha=0.3,
+                    label=f"max over the N = n² pairs of |‖Rv‖²/‖v‖² − 1| ({setup['reps']} draws)")
+    ax.plot(by_k.k, by_k.distortion_max, "o-")
+    ax.axhline(eta, color="tab:red", ls=":", label=f"η = {eta}")
+    ax.axvline(k_jl, color="grey", ls="--", lw=0.8, label=f"k_JL = {k_jl}")
+    for _, r in by_k.iterrows():
+        ax.annotate(f"{int(r.held)}/{int(r.draws)}", (r.k, r.distortion_max), textcoords="offset points",
+                    xytext=(0, 6), ha="center", fontsize=8)
     ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel("projected dimension k")
-    ax.set_ylim(0, 1.02)
-    ax.set_title(f"(c) random projections, d = {d}, n = {m}")
+    ax.set_ylabel("largest distortion")
+    ax.set_title("(d) JL: draws where the sandwich holds (labels)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     table = pd.concat([conc, jl], ignore_index=True)
-    return FigureOutput(fig, table=table, params={"sigma": sigma, "dims": dims, "n": n,
-                                                  "jl_d": d, "jl_n": m, "eta": eta, "k_jl": k_jl},
-                        caption="dimension sensitivity")
+    at = by_k[by_k.k == k_jl].iloc[0]
+    below = by_k[by_k.k < k_jl]
+    beyond = by_k[by_k.k > k_jl]
+    numbers = {
+        "jlEta": f"{eta:g}", "jlDim": setup["d"], "jlN": setup["n"], "jlPairs": setup["n_pairs"],
+        "kJl": k_jl, "jlDraws": setup["reps"], "jlTau": setup["tau"],
+        "jlTrueBelow": setup["true_below"], "jlTrueInBand": setup["true_in_band"],
+        "jlImpostorsInBand": setup["impostors_in_band"],
+        "jlImpostorsBeyond": setup["impostors_beyond"],
+        "jlImpostorsNearEdge": setup["impostors_near_edge"],
+        "jlHeldAtKJl": int(at.held), "jlDistortionAtKJl": float(at.distortion_max),
+        "jlJaccardAtKJl": f"{at.jaccard:.3f}",
+        "jlHeldBeyond": int(beyond.held.sum()), "jlDrawsBeyond": int(beyond.draws.sum()),
+        "jlDistortionBeyond": float(beyond.distortion_max.max()) if len(beyond) else float(at.distortion_max),
+        "jlHeldBelow": int(below.held.sum()), "jlDrawsBelow": int(below.draws.sum()),
+        "jlLargestKBelow": int(below.k.max()),
+        "jlDistortionLargestKBelow": float(below.distortion_max.iloc[-1]),
+        "jlViolationsLargestKBelow": f"{below.violations.iloc[-1]:.1f}",
+        "jlSmallestKAllHeld": int(by_k[by_k.held == by_k.draws].k.min()) if (by_k.held == by_k.draws).any() else 0,
+        "jlLargestKNoneHeld": int(by_k[by_k.held == 0].k.max()) if (by_k.held == 0).any() else 0,
+        "jlSmallestK": int(below.k.min()),
+        "jlViolationsSmallestK": f"{below.violations.iloc[0]:.0f}",
+        "jlJaccardSmallestK": float(below.jaccard.iloc[0]),
+    }
+    return FigureOutput(fig, table=table,
+                        params={"sigma": sigma, "dims": dims, "n": n,
+                                **{f"jl_{k}": v for k, v in setup.items()}},
+                        caption="dimension sensitivity and random projections", numbers=numbers)

@@ -65,8 +65,18 @@ def decomposition_figure(ctx: FigureContext) -> FigureOutput:
     axes[1].set_title("d=64, ranks (4,3,3), SNR=10")
     axes[1].legend(fontsize=8)
     fig.tight_layout()
+    by_snr = df[df.sweep == "snr"].groupby("snr").mean(numeric_only=True)
+    by_n = df[df.sweep == "n"].groupby("n").mean(numeric_only=True)
+    numbers = {"dim": dim, "reps": reps, "lowSnr": f"{min(snrs):g}", "highSnr": f"{max(snrs):g}",
+               "smallN": min(ns), "largeN": max(ns),
+               "sharedAngleLowSnr": by_snr.shared.iloc[0], "sharedAngleHighSnr": by_snr.shared.iloc[-1],
+               "ajiveAngleLowSnr": by_snr.ajive_shared.iloc[0],
+               "ajiveAngleHighSnr": by_snr.ajive_shared.iloc[-1],
+               "sharedAngleSmallN": by_n.shared.iloc[0], "sharedAngleLargeN": by_n.shared.iloc[-1],
+               "ajiveAngleSmallN": by_n.ajive_shared.iloc[0], "ajiveAngleLargeN": by_n.ajive_shared.iloc[-1],
+               "worstPrivateAngle": float(df[["private_a", "private_b"]].to_numpy().max())}
     return FigureOutput(fig, params={"dim": dim, "ranks": [4, 3, 3], "snrs": snrs, "ns": ns,
-                                     "reps": reps}, table=df,
+                                     "reps": reps}, table=df, numbers=numbers,
                         caption="subspace recovery vs SNR and n (planted model)")
 
 
@@ -150,4 +160,8 @@ def barycenters_figure(ctx: FigureContext) -> FigureOutput:
     ax.set_title("geodesics have constant speed")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return FigureOutput(fig, params=params, caption="Riemannian barycentres and geodesic interpolation")
+    numbers = {"n": n, "sphereMidToJointMean": params["sphere_mid_vs_joint_mean_dist"],
+               "sphereSpeedError": params["sphere_max_speed_error"],
+               "poincareSpeedError": params["Poincaré_max_speed_error"]}
+    return FigureOutput(fig, params=params, numbers=numbers,
+                        caption="Riemannian barycentres and geodesic interpolation")

@@ -54,7 +54,7 @@ class FrechetMeanResult:
 
     Attributes
     ----------
-    mean : array-like, shape=[..., *point_shape]
+    mean : array-like, shape=[..., point_shape...]
         The weighted Fréchet means.
     n_iter : array-like of int, shape=[...]
         Karcher updates applied to each batch element (0 for a closed form).
@@ -116,7 +116,7 @@ def frechet_mean(
 
     Parameters
     ----------
-    x : array-like, shape=[..., n, *point_shape]
+    x : array-like, shape=[..., n, point_shape...]
         ``n >= 1`` points per batch element, on ``manifold`` (checked once,
         unless the manifold has ``validate=False``).
     manifold : Manifold

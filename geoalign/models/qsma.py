@@ -1,4 +1,4 @@
-r"""QSMA — Quasi-Stochastic Manifold Alignment (design.md §2.5).
+r"""QSMA — Quasi-Stochastic Manifold Alignment (docs/design/mathematics.md, QSMA).
 
 Each modality :math:`m \in \{a, b\}` has an encoder (MLP, hierarchical
 attention pooling over tokens/patches within groups and then over groups, or a
