@@ -392,13 +392,13 @@ def bench_divergence(opts) -> list:
 
     Two accuracies, each against the fastest GeomLoss ``scaling`` that reaches it
     (GeomLoss does one update per ε stage, so its value depends on ``scaling``):
-    1e-6 of the converged value (geoalign with ``tol``) and 3e-2 (geoalign's
-    default fixed-update mode for training loops).
+    1e-6 of the converged value (geoalign: 100 fixed updates at the final ε) and
+    3e-2 (geoalign's defaults, the fixed-update mode for training loops).
     """
     sizes = [(200, 3)] if opts.quick else [(500, 3), (256, 64)]
     cases = []
     for n, d in sizes:
-        cases += [_divergence_case(n, d, 0.01, 1e-6, dict(tol=1e-7, max_iter=10_000, warn=False)),
+        cases += [_divergence_case(n, d, 0.01, 1e-6, dict(max_iter=100)),
                   _divergence_case(n, d, 0.01, 3e-2, {})]
     return cases
 
@@ -411,7 +411,8 @@ def _divergence_case(n, d, reg, accuracy, geo_kwargs):
     g = torch.Generator().manual_seed(n + d)
     X0 = torch.nn.functional.normalize(torch.randn(n, d, generator=g, dtype=torch.float64), dim=1)
     Y0 = torch.nn.functional.normalize(torch.randn(n, d, generator=g, dtype=torch.float64) + 0.3, dim=1)
-    ref = float(sinkhorn_divergence(X0, Y0, reg, tol=1e-13, max_iter=100_000, scaling=0.9).value)
+    # converged reference: the value no longer moves at 1e-12 long before the potentials' test
+    ref = float(sinkhorn_divergence(X0, Y0, reg, max_iter=5000, scaling=0.9).value)
 
     def step(fn):
         X, Y = X0.clone().requires_grad_(), Y0.clone().requires_grad_()
@@ -419,7 +420,7 @@ def _divergence_case(n, d, reg, accuracy, geo_kwargs):
         v.backward()
         return float(v.detach())
 
-    mode = "converged (tol=1e-7)" if geo_kwargs else "default fixed updates"
+    mode = "max_iter=100" if geo_kwargs else "defaults"
     case = Case(f"float64 n=m={n} d={d} reg={reg} value+grad, rel. accuracy {accuracy:g}, geoalign {mode}",
                 dict(n=n, m=n, d=d, reg=reg, dtype="float64", p=2, reference=ref, accuracy=accuracy,
                      geoalign_kwargs=geo_kwargs), lambda v: abs(v - ref) / abs(ref), accuracy, 2.0,
