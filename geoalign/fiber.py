@@ -65,7 +65,7 @@ comparison with a per-row threshold into a reused boolean mask, and a
 flat-nonzero on the mask; only the (rare) hits are gathered and recomputed.
 On the CPU, row blocks are distributed over worker threads that each run
 single-threaded kernels on cache-sized buffers (``num_threads``), which avoids
-per-operation thread barriers; see ``benchmarks/bench_fiber.py``.
+per-operation thread barriers; see the ``fiber`` benchmark of ``benchmarks/run.py``.
 
 Distributed use
 ---------------
