@@ -237,11 +237,12 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
         solves; the returned ``value`` is then accurate to float32), followed
         by the exact polish (``polish``).  ``"auto"``: ε = 0.3% of the median
         squared distance between the initial support and the measures' points
-        (scale free).  With the polish, on Gaussian clouds (K = 4-16,
-        n = 200-500, d = 8-64, init near one cloud or drawn from the pooled
-        points, one thread) it measured 1.5-10x faster than ``reg=None`` (the
-        small ratios on problems POT solves in 20 ms) at a 0.1-1.1% lower exact
-        objective (0.3%: fastest and lowest of 0.1%, 0.3%, 1%); both are local
+        (scale free).  With the polish, over the 12 instances of the
+        ``barycenter`` benchmark of ``benchmarks/run.py`` (K = 2, 8; n = 200;
+        d = 2, 32, 128; init near one cloud or random; float64, one thread, one
+        run on a shared machine) it ran at 0.05-4.9x the speed of POT's
+        ``ot.lp.free_support_barycenter`` (``reg=None`` ran at 0.82-1.23x), with
+        an exact objective from 2.3% lower to 0.2% higher; both are local
         optima of a non-convex problem, so no order is guaranteed.
     max_iter : int
         Barycentric updates.
@@ -261,7 +262,7 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
         column marginal is within ``inner_tol`` (L1); the fixed point is only
         declared converged with plans this accurate.  Without polish,
         ``inner_max_iter=3, inner_tol=inf`` gives a faster mode whose plans are
-        only approximate couplings (see benchmarks/bench_barycenter.py).
+        only approximate couplings.
     rtol : float, optional
         Entropic case: also stop when the transport cost
         :math:`\sum_k w_k \langle C_k, P_k\rangle` changes by less than ``rtol``
@@ -315,13 +316,11 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
     under/overflow.  The exact polish (``polish=True``) then runs POT's exact
     fixed point from the entropic support; started that close, it needs 2-5
     updates, and in the assignment case each one costs a few ms per measure.
-    On 8 clouds x 500 points in d = 32 (float32, benchmarks/bench_barycenter.py)
-    ``reg="auto"`` with the defaults measured 8.1x the speed of POT's
-    ``ot.lp.free_support_barycenter`` on one thread (torch and BLAS) and 11x
-    on two, at a 1.0% lower exact objective; without the polish the entropic
-    support's objective is 4-10% higher at ε = 1-3% of the median cost.
-    A larger ``reg`` blurs the entropic support more, and the polish then
-    needs more and costlier exact updates (ε = 10% of the median cost: 3.2x).
+    Speed against POT: see ``reg`` above (the ``barycenter`` benchmark of
+    ``benchmarks/run.py``, whose results are stored in
+    ``benchmarks/results/barycenter.json``).  A larger ``reg`` blurs the
+    entropic support more, and the polish then needs more and costlier exact
+    updates.
 
     Returns
     -------
