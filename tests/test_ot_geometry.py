@@ -24,8 +24,10 @@ def test_divergence_matches_three_sinkhorns(rng):
 def test_divergence_nonnegative_and_zero_on_diagonal(n, reg, seed):
     r = np.random.default_rng(seed)
     X, Y = r.normal(size=(n, 3)), r.normal(size=(n + 1, 3))
-    assert sinkhorn_divergence(X, Y, reg, max_iter=2000, tol=1e-9).value >= -1e-9
-    assert abs(sinkhorn_divergence(X, X, reg, max_iter=2000, tol=1e-9).value) < 1e-9
+    # Some self-transport problems converge slowly (e.g. n=6, reg=0.1875, seed 0: 2751
+    # updates to tol): the budget is generous so the test checks values, not the rate.
+    assert sinkhorn_divergence(X, Y, reg, max_iter=20000, tol=1e-9).value >= -1e-9
+    assert abs(sinkhorn_divergence(X, X, reg, max_iter=20000, tol=1e-9).value) < 1e-9
 
 
 def test_divergence_gradcheck(rng):
