@@ -65,15 +65,75 @@ class ZeroShotData:
     unseen_classes: np.ndarray
 
 
-def load_comparison_data(name: str, seed: int = 0) -> ZeroShotData:
-    """The ``"digits"`` or ``"planted"`` zero-shot split used by :func:`compare_methods`."""
+def orientation_histograms(images, n_bins: int = 6, cell: int = 2) -> np.ndarray:
+    r"""HOG-style features of 8x8 images: gradient-orientation histograms per cell.
+
+    Central-difference gradients :math:`(g_x, g_y)` of the image (values / 16),
+    magnitude :math:`\|g\|` and unsigned orientation :math:`\theta \in [0, \pi)`;
+    each pixel adds :math:`\|g\|` to its orientation bin (``n_bins`` equal bins) in
+    its ``cell`` x ``cell`` cell; histograms are square-rooted (Hellinger map).  A
+    non-linear feature map of the same image, used as the second view of the
+    ``"digits_hog"`` problem.
+
+    Parameters
+    ----------
+    images : array-like, shape=[n, 8, 8]
+
+    Returns
+    -------
+    features : ndarray, shape=[n, (8 / cell)^2 * n_bins]
+    """
+    from ._validation import check_array
+
+    img = np.asarray(check_array(images, "images", ndim=3), dtype=np.float64) / 16.0
+    n, h, w = img.shape
+    if h % cell or w % cell:
+        raise ValueError(f"images of shape {(h, w)} are not a whole number of {cell}x{cell} cells")
+    gy, gx = np.gradient(img, axis=(1, 2))
+    mag = np.hypot(gx, gy)
+    theta = np.mod(np.arctan2(gy, gx), np.pi)
+    bins = np.minimum((theta / np.pi * n_bins).astype(np.int64), n_bins - 1)
+    hist = np.zeros((n, h // cell, w // cell, n_bins))
+    rows, cols = np.meshgrid(np.arange(h) // cell, np.arange(w) // cell, indexing="ij")
+    for b in range(n_bins):
+        contrib = np.where(bins == b, mag, 0.0)
+        np.add.at(hist[..., b], (slice(None), rows, cols), contrib)
+    return np.sqrt(hist.reshape(n, -1))
+
+
+#: the digits two-view problems: name -> (view a, view b)
+DIGITS_PROBLEMS = {"digits": "left half <-> right half",
+                   "digits_tb": "top half <-> bottom half",
+                   "digits_hog": "pixels <-> gradient-orientation histograms"}
+
+
+def _digits_views(name: str, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = images.shape[0]
+    unit = images.astype(np.float64) / 16.0
     if name == "digits":
-        from .data.digits import load_digits_two_view
+        return unit[:, :, :4].reshape(n, 32), unit[:, :, 4:].reshape(n, 32)
+    if name == "digits_tb":
+        return unit[:, :4, :].reshape(n, 32), unit[:, 4:, :].reshape(n, 32)
+    return unit.reshape(n, 64), orientation_histograms(images)
+
+
+def load_comparison_data(name: str, seed: int = 0) -> ZeroShotData:
+    """A zero-shot split used by :func:`compare_methods`.
+
+    ``name`` is one of :data:`DIGITS_PROBLEMS` (``"digits"`` = left <-> right
+    half, ``"digits_tb"`` = top <-> bottom half, ``"digits_hog"`` = the whole
+    image <-> :func:`orientation_histograms`; classes 0-6 seen, 7-9 unseen; the
+    split is fixed, ``seed`` is unused) or ``"planted"`` (drawn with ``seed``).
+    """
+    if name in DIGITS_PROBLEMS:
+        from .data.digits import digits_images
         from .models.cfsa import digit_glyph_semantics
 
-        d = load_digits_two_view(scale="unit", seed=seed)
-        return ZeroShotData("digits", d.X_a_train, d.X_b_train, d.y_train, d.X_a_test, d.X_b_test,
-                            d.y_test, digit_glyph_semantics(), np.asarray(d.unseen_classes))
+        images, labels = digits_images()
+        seen = labels < 7
+        X_a, X_b = _digits_views(name, images)
+        return ZeroShotData(name, X_a[seen], X_b[seen], labels[seen], X_a[~seen], X_b[~seen],
+                            labels[~seen], digit_glyph_semantics(), np.array([7, 8, 9]))
     if name == "planted":
         from .data.planted import PlantedAlignment
 
@@ -86,7 +146,7 @@ def load_comparison_data(name: str, seed: int = 0) -> ZeroShotData:
         return ZeroShotData("planted", split.seen.U, split.seen.V, split.seen.labels,
                             split.unseen.U, split.unseen.V, split.unseen.labels, semantics,
                             np.asarray(split.unseen_classes))
-    raise ValueError(f"unknown data set {name!r}; expected 'digits' or 'planted'")
+    raise ValueError(f"unknown data set {name!r}; expected one of {[*DIGITS_PROBLEMS, 'planted']}")
 
 
 def _trainer_options() -> dict:

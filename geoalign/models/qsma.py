@@ -594,6 +594,36 @@ class QSMAModule(nn.Module):
         p = F.normalize(private - private.mean(0), dim=0)
         return (s.T @ p).pow(2).sum() / (s.shape[1] * p.shape[1])
 
+    def set_unpaired(self, unpaired_a: torch.Tensor | None, unpaired_b: torch.Tensor | None,
+                     per_step: int = 0) -> None:
+        r"""Attach (or with ``None``, detach) unpaired inputs of each view for training.
+
+        While training, every step draws ``k = min(per_step, n_a, n_b)`` rows of
+        each (uniformly, without replacement, on the buffers' device), embeds them
+        and appends them to the batch's means for the alignment :math:`\mathcal W`
+        and barycentric :math:`\mathcal B` terms (the contrastive and KL terms use
+        the pairs only).  The buffers are not persistent (never saved).
+        """
+        for name, value in (("unpaired_a", unpaired_a), ("unpaired_b", unpaired_b)):
+            if name in self._buffers:
+                del self._buffers[name]
+            if value is not None:
+                self.register_buffer(name, value, persistent=False)
+        self.unpaired_per_step = int(per_step) if unpaired_a is not None else 0
+
+    def _with_unpaired(self, m_a: torch.Tensor, m_b: torch.Tensor):
+        """The batch means, with this step's unpaired draws appended (training only)."""
+        ua, ub = self._buffers.get("unpaired_a"), self._buffers.get("unpaired_b")
+        if not self.training or ua is None or ub is None or not (self.use_alignment or self.use_barycentric):
+            return m_a, m_b
+        k = min(getattr(self, "unpaired_per_step", 0), ua.shape[0], ub.shape[0])
+        if k == 0:
+            return m_a, m_b
+        ia = torch.randperm(ua.shape[0], device=ua.device)[:k]
+        ib = torch.randperm(ub.shape[0], device=ub.device)[:k]
+        return (torch.cat([m_a, self.to_manifold(self.encode_a(ua[ia])[1])]),
+                torch.cat([m_b, self.to_manifold(self.encode_b(ub[ib])[1])]))
+
     def loss_terms(self, batch) -> dict:
         """Every active loss term (unweighted) of a batch ``(x_a, x_b[, y])``, plus the total."""
         x_a, x_b = batch[0], batch[1]
@@ -615,13 +645,15 @@ class QSMAModule(nn.Module):
                 z_a, z_b = m_a[None], m_b[None]
             terms["contrastive"] = self._contrastive(z_a, z_b, y)
             total = total + self.lambda_contrastive * terms["contrastive"]
+        # semi-paired / transductive: unpaired samples of each view join the distribution terms
+        w_a, w_b = self._with_unpaired(m_a, m_b)
         if self.use_alignment:
-            terms["alignment"] = self._alignment(m_a, m_b)
+            terms["alignment"] = self._alignment(w_a, w_b)
             total = total + self.lambda_alignment * terms["alignment"]
         if self.use_barycentric:
-            mid_a, mid_b, _ = self.barycentric_midpoints(m_a, m_b)
-            terms["barycentric"] = 0.5 * ((m_a - mid_a).pow(2).sum(-1).mean()
-                                          + (m_b - mid_b).pow(2).sum(-1).mean())
+            mid_a, mid_b, _ = self.barycentric_midpoints(w_a, w_b)
+            terms["barycentric"] = 0.5 * ((w_a - mid_a).pow(2).sum(-1).mean()
+                                          + (w_b - mid_b).pow(2).sum(-1).mean())
             total = total + self.lambda_barycentric * terms["barycentric"]
         if self.use_kl:
             terms["kl"] = 0.5 * (kl_to_standard_normal(mu_a, lv_a) + kl_to_standard_normal(mu_b, lv_b))
@@ -877,9 +909,15 @@ class QSMA(AlignmentEstimator):
         self._check_params()
         enc_a = self._make_encoder("a", n_features_a)
         enc_b = self._make_encoder("b", n_features_b)
-        enc_a.standardize.fit(X_a)
-        enc_b.standardize.fit(X_b)
-        return QSMAModule(
+        unpaired = getattr(self, "_unpaired_fit", None)  # set by fit only, for this build
+        if unpaired is not None:  # every input of the view sets the standardisation
+            ua, ub = (torch.as_tensor(to_numpy(u), dtype=X.dtype) for u, X in zip(unpaired, (X_a, X_b)))
+            enc_a.standardize.fit(torch.cat([X_a, ua]))
+            enc_b.standardize.fit(torch.cat([X_b, ub]))
+        else:
+            enc_a.standardize.fit(X_a)
+            enc_b.standardize.fit(X_b)
+        module = QSMAModule(
             enc_a, enc_b, n_features_a, n_features_b, self.dim, latent=self.latent,
             n_samples=self.n_samples, temperature=self.temperature,
             min_temperature=self.min_temperature, max_temperature=self.max_temperature,
@@ -893,6 +931,9 @@ class QSMA(AlignmentEstimator):
             lambda_orthogonality=self.lambda_orthogonality,
             lambda_reconstruction=self.lambda_reconstruction, consistency=self.consistency,
             lambda_consistency=self.lambda_consistency)
+        if unpaired is not None:
+            module.set_unpaired(ua, ub, per_step=self.batch_size)
+        return module
 
     # -- input checks ------------------------------------------------------------------
     def _check_tokens(self, X, which: str, name: str) -> None:
@@ -907,13 +948,70 @@ class QSMA(AlignmentEstimator):
             raise ValueError(f"{name} must hold coefficients in [0, {vs}) (vocab_size_{which}={vs}), "
                              f"got range [{arr.min()}, {arr.max()}]; reduce modulo {vs} first")
 
-    def fit(self, X_a, X_b, y=None, val_data=None) -> "QSMA":
-        """Train on paired views (see :meth:`AlignmentEstimator.fit`); parameters are checked first."""
+    def fit(self, X_a, X_b, y=None, val_data=None, *, unpaired_a=None, unpaired_b=None) -> "QSMA":
+        r"""Train on paired views, optionally with unpaired samples of each view.
+
+        Parameters
+        ----------
+        X_a : array-like, shape=[n, d_a]
+        X_b : array-like, shape=[n, d_b]
+            Row ``i`` of ``X_a`` is paired with row ``i`` of ``X_b``.
+        y : array-like of int, shape=[n], optional
+            Class labels: same-class pairs are contrastive positives when
+            ``use_labels=True``.
+        val_data : tuple, optional
+            See :meth:`AlignmentEstimator.fit`.
+        unpaired_a : array-like, shape=[n_a, d_a], optional
+        unpaired_b : array-like, shape=[n_b, d_b], optional
+            Samples of one view without a partner (semi-paired training), e.g.
+            unlabeled inputs of the test classes (transductive training); given
+            together.  Every training step draws ``min(batch_size, n_a, n_b)`` of
+            each and adds them to the batch for the alignment
+            :math:`\mathcal W` and barycentric :math:`\mathcal B` terms; the
+            contrastive and KL terms use the pairs only.  They also enter the
+            input standardisation.  They have no effect when both of those terms
+            are off.
+
+        Returns
+        -------
+        self
+        """
         self._check_params()
         X_a, X_b, y = self._validate_pairs(X_a, X_b, y)
         self._check_tokens(X_a, "a", "X_a")
         self._check_tokens(X_b, "b", "X_b")
-        return super().fit(X_a, X_b, y, val_data=val_data)
+        unpaired = self._validate_unpaired(X_a, X_b, unpaired_a, unpaired_b)
+        self._unpaired_fit = unpaired
+        try:
+            super().fit(X_a, X_b, y, val_data=val_data)
+        finally:
+            self._unpaired_fit = None
+        if unpaired is not None:
+            self.module_.set_unpaired(None, None)  # training data is not kept in the model
+        return self
+
+    def _validate_unpaired(self, X_a, X_b, unpaired_a, unpaired_b):
+        """Check the unpaired views: both or neither, 2-D, finite, feature counts and devices of ``X``."""
+        from .._backend import device_of
+
+        if unpaired_a is None and unpaired_b is None:
+            return None
+        if unpaired_a is None or unpaired_b is None:
+            missing = "unpaired_a" if unpaired_a is None else "unpaired_b"
+            raise ValueError(f"unpaired_a and unpaired_b must be given together; {missing} is missing "
+                             "(each view needs its own unpaired inputs)")
+        out = []
+        for name, U, X in (("unpaired_a", unpaired_a, X_a), ("unpaired_b", unpaired_b, X_b)):
+            if device_of(U) != device_of(X):  # before the value checks, which read the data
+                raise ValueError(f"{name} must be on the device of X_{name[-1]} ({device_of(X)}), "
+                                 f"got {device_of(U)}")
+            U = check_array(U, name, ndim=2, allow_empty=False)
+            d = tuple(X.shape)[1]
+            if tuple(U.shape)[1] != d:
+                raise ValueError(f"{name} must have {d} features like X_{name[-1]}, got shape {tuple(U.shape)}")
+            self._check_tokens(U, name[-1], name)
+            out.append(U)
+        return tuple(out)
 
     def transform_a(self, X):
         """Embed view-a samples, ``X : array-like, shape=[n, d_a]`` -> ``shape=[n, dim]``."""
