@@ -830,9 +830,11 @@ def transductive_study(variant: str = "disjoint", arm: str = "qsma", lambda_alig
     return {**out, "n_unpaired_a": float(0 if unpaired is None else unpaired[0].shape[0])}
 
 
-#: arm x alignment weight, zipped: the weight only matters for the QSMA arm
-_REGIME_ARMS_ZIPPED = {"arm": ["cca", "contrastive_only", "qsma", "qsma", "qsma"],
-                       "lambda_alignment": [0.0, 0.0, 1.0, 3.0, 10.0]}
+#: arm x alignment weight, zipped: the weight only matters for the QSMA arm.  SW_2^2 between
+#: batches on S^15 is ~1e-3 once trained (InfoNCE ~3), so weights near the inductive default
+#: change nothing (measured: 1, 3, 10 within 0.003 mAP of each other); the sweep goes far above.
+_REGIME_ARMS_ZIPPED = {"arm": ["cca", "contrastive_only", "qsma", "qsma"],
+                       "lambda_alignment": [0.0, 0.0, 100.0, 1000.0]}
 SEMI_PAIRED_GRID = Grid(product={"dataset": ["digits", "planted"],
                                  "paired_fraction": [0.01, 0.02, 0.05, 0.1, 0.25, 1.0]},
                         zipped=_REGIME_ARMS_ZIPPED, seeds=[0, 1, 2, 3, 4])
@@ -840,7 +842,7 @@ SEMI_PAIRED_GRID = Grid(product={"dataset": ["digits", "planted"],
 TRANSDUCTIVE_GRID = Grid(product={"dataset": ["digits", "digits_tb", "planted"]},
                          zipped={"variant": ["none", "none"] + ["disjoint"] * 3 + ["full"] * 3,
                                  "arm": ["cca", "contrastive_only"] + ["qsma"] * 6,
-                                 "lambda_alignment": [0.0, 0.0] + [1.0, 3.0, 10.0] * 2},
+                                 "lambda_alignment": [0.0, 0.0] + [10.0, 100.0, 1000.0] * 2},
                          seeds=[0, 1, 2, 3, 4])
 
 
