@@ -159,3 +159,14 @@ def test_regime_summary_against_hand_computation():
     np.testing.assert_allclose(s["gain"][:2], [diff.mean(), half])
     assert s["target_met"] is True and s["target"] == 0.03
     assert mean_ci([1.0])[0] == 1.0 and np.isnan(mean_ci([1.0])[1])
+
+
+def test_default_qsma_ignores_labels_so_they_cannot_hurt(data):
+    X_a, X_b, _, _ = data
+    y = np.arange(X_a.shape[0]) % 4
+    small = dict(dim=4, hidden=16, n_layers=1, max_epochs=2, random_state=0, trainer_options={"progress": False})
+    assert QSMA().use_labels is False
+    with_y = QSMA(**small).fit(X_a, X_b, y)
+    without = QSMA(**small).fit(X_a, X_b)
+    np.testing.assert_array_equal(with_y.transform_a(X_a), without.transform_a(X_a))
+    np.testing.assert_array_equal(with_y.transform_b(X_b), without.transform_b(X_b))
