@@ -778,7 +778,11 @@ class QSMA(AlignmentEstimator):
     half, top <-> bottom half, pixels <-> gradient-orientation histograms), the
     best mean over the three.  The test classes were not used to choose.
     ``lambda_alignment`` made no difference there (0.1, 1 and 3 within 0.0007);
-    ``use_labels=False`` and ``dropout=0.2`` did.
+    ``use_labels=False`` and ``dropout=0.2`` did.  On the unseen classes 7-9
+    (5 seeds) these defaults reach mAP@all 0.540 / 0.472 / 0.624 on the three
+    problems, against 0.372 / 0.358 / 0.511 for the previous defaults
+    (``dim=64, use_labels=True, dropout=0, max_epochs=50, batch_size=256``)
+    and 0.518 / 0.457 / 0.680 for CCA tuned on the test classes themselves.
 
     Examples
     --------
