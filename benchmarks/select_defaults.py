@@ -17,6 +17,22 @@ unseen classes 7-9 are touched only afterwards, to report (over SEEDS):
 * whether labels help: the best use_labels=True candidate against the best
   use_labels=False one (validation score, per problem).
 
+Measured here (1 torch thread on a shared, heavily loaded 1-CPU machine; unseen classes 7-9,
+5 seeds, mean; mAP = class-level mAP@all, R@k = instance-level recall of the true partner):
+
+* QSMA: labels lowered validation mAP on every problem (best with / without labels: 0.50/0.58,
+  0.57/0.66, 0.70/0.81), dropout 0.2 helped, lambda_alignment 0.1/1/3 within 0.0007.  Chosen:
+  use_labels=False, dropout=0.2, lambda_alignment=0.1 (dim 32, hidden 256, 30 epochs, batch 128).
+  Test mAP left/right, top/bottom, pixels/HOG: 0.540 / 0.472 / 0.624 (previous defaults 0.372 /
+  0.358 / 0.511; each problem's own search choice 0.517 / 0.471 / 0.635).  Oracle-tuned CCA
+  0.518 / 0.457 / 0.680, validation-tuned CCA 0.412 / 0.433 / 0.662: QSMA defaults - oracle CCA
+  = +0.022 / +0.015 / -0.056, short of the +0.05 target on every split.
+* R@1 / R@10: QSMA 0.014/0.099, 0.032/0.169, 0.483/0.866; LinearContrastive (its chosen
+  defaults) 0.011/0.083, 0.021/0.165, 0.562/0.913 (mAP 0.471 / 0.442 / 0.668): QSMA ahead on the
+  two halves problems, behind on pixels/HOG.
+* One ClassDisjointSearchCV over the 12-point QSMA grid (3 folds, 36 fits, no refit) on digits
+  left/right: 400 s here (the machine's load average was about 9).
+
 Run ``python benchmarks/select_defaults.py [--quick] [--output FILE]``; results go to
 benchmarks/select_defaults_results.json (written atomically; finished search folds are
 cached under .sweep_cache/select_defaults, so an interrupted run resumes).
