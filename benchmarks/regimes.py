@@ -15,6 +15,13 @@ Measured here (QSMA dim 16, hidden 128, ~150 steps, 5 seeds; unseen-class mAP@al
   top/bottom -0.007 +- 0.012 / -0.017 +- 0.013, planted -0.015 +- 0.022 / -0.026 +- 0.030; the
   best weight is always the smallest swept (10), and 100 / 1000 lower mAP (digits left/right
   disjoint 0.537 -> 0.522 -> 0.432).  Target (+0.05, CI > 0) not met anywhere.
+* semi-paired (weights 100 and 1000; the rest of the seen data as disjoint unpaired halves):
+  no significant gain at any fraction.  At <= 5 % pairs the gain over contrastive-only is
+  digits +0.007 +- 0.041 (1 %), -0.001 +- 0.027 (2 %), +0.008 +- 0.029 (5 %); planted +0.021
+  +- 0.041, +0.002 +- 0.113, +0.006 +- 0.028.  With more pairs the terms cost mAP (digits, all
+  pairs: contrastive-only 0.536, weight 100: 0.514, 1000: 0.431).  Target (+0.03) not met.
+  CCA matches or beats QSMA below 5 % pairs on planted data.
+  Wall time here: transductive 1394 s, semi-paired 1148 s (load average about 9).
 
 Run ``python benchmarks/regimes.py [--only semi_paired|transductive] [--quick]``.
 """
