@@ -7,7 +7,7 @@ import torch
 from geoalign.data.planted import PlantedAlignment
 from geoalign.models.qsma import QSMA
 
-FAST = dict(dim=4, hidden=16, n_layers=1, max_epochs=2, batch_size=32, random_state=0,
+FAST = dict(dim=4, hidden=16, n_layers=1, max_epochs=2, batch_size=32, random_state=0, dropout=0.0,
             trainer_options={"progress": False})
 
 
