@@ -17,8 +17,11 @@ def results():
     return json.loads(RESULTS.read_text())
 
 
-#: the methods whose defaults the stored validation chose (CFSA was not searched)
-SELECTED = sorted(m for m in CLASSES if m in json.loads(RESULTS.read_text())["methods"])
+#: searched but not adopted: UniCode's grid (dim 32/64 x 64/256 codes) did not contain its
+#: previous defaults (dim 256, 400 codes), so validation never compared the two (see the report
+#: in benchmarks/select_defaults.py); CFSA was not searched
+NOT_ADOPTED = {"UniCode"}
+SELECTED = sorted(m for m in CLASSES if m in json.loads(RESULTS.read_text())["methods"] and m not in NOT_ADOPTED)
 
 
 def test_selection_covers_the_main_models():
