@@ -30,12 +30,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
 import time
 from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["ZeroShotData", "load_comparison_data", "METHODS", "QSMA_PAPER_PARAMS", "compare_methods", "main"]
+__all__ = ["ZeroShotData", "load_comparison_data", "METHODS", "QSMA_PAPER_PARAMS", "compare_methods", "main",
+           "DIGITS_PROBLEMS", "orientation_histograms", "SEARCH_GRIDS", "REGIMES", "TwoViewESZSL",
+           "select_and_compare"]
 
 
 @dataclasses.dataclass
@@ -65,15 +69,75 @@ class ZeroShotData:
     unseen_classes: np.ndarray
 
 
-def load_comparison_data(name: str, seed: int = 0) -> ZeroShotData:
-    """The ``"digits"`` or ``"planted"`` zero-shot split used by :func:`compare_methods`."""
+def orientation_histograms(images, n_bins: int = 6, cell: int = 2) -> np.ndarray:
+    r"""HOG-style features of 8x8 images: gradient-orientation histograms per cell.
+
+    Central-difference gradients :math:`(g_x, g_y)` of the image (values / 16),
+    magnitude :math:`\|g\|` and unsigned orientation :math:`\theta \in [0, \pi)`;
+    each pixel adds :math:`\|g\|` to its orientation bin (``n_bins`` equal bins) in
+    its ``cell`` x ``cell`` cell; histograms are square-rooted (Hellinger map).  A
+    non-linear feature map of the same image, used as the second view of the
+    ``"digits_hog"`` problem.
+
+    Parameters
+    ----------
+    images : array-like, shape=[n, 8, 8]
+
+    Returns
+    -------
+    features : ndarray, shape=[n, (8 / cell)^2 * n_bins]
+    """
+    from ._validation import check_array
+
+    img = np.asarray(check_array(images, "images", ndim=3), dtype=np.float64) / 16.0
+    n, h, w = img.shape
+    if h % cell or w % cell:
+        raise ValueError(f"images of shape {(h, w)} are not a whole number of {cell}x{cell} cells")
+    gy, gx = np.gradient(img, axis=(1, 2))
+    mag = np.hypot(gx, gy)
+    theta = np.mod(np.arctan2(gy, gx), np.pi)
+    bins = np.minimum((theta / np.pi * n_bins).astype(np.int64), n_bins - 1)
+    hist = np.zeros((n, h // cell, w // cell, n_bins))
+    rows, cols = np.meshgrid(np.arange(h) // cell, np.arange(w) // cell, indexing="ij")
+    for b in range(n_bins):
+        contrib = np.where(bins == b, mag, 0.0)
+        np.add.at(hist[..., b], (slice(None), rows, cols), contrib)
+    return np.sqrt(hist.reshape(n, -1))
+
+
+#: the digits two-view problems: name -> (view a, view b)
+DIGITS_PROBLEMS = {"digits": "left half <-> right half",
+                   "digits_tb": "top half <-> bottom half",
+                   "digits_hog": "pixels <-> gradient-orientation histograms"}
+
+
+def _digits_views(name: str, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = images.shape[0]
+    unit = images.astype(np.float64) / 16.0
     if name == "digits":
-        from .data.digits import load_digits_two_view
+        return unit[:, :, :4].reshape(n, 32), unit[:, :, 4:].reshape(n, 32)
+    if name == "digits_tb":
+        return unit[:, :4, :].reshape(n, 32), unit[:, 4:, :].reshape(n, 32)
+    return unit.reshape(n, 64), orientation_histograms(images)
+
+
+def load_comparison_data(name: str, seed: int = 0) -> ZeroShotData:
+    """A zero-shot split used by :func:`compare_methods`.
+
+    ``name`` is one of :data:`DIGITS_PROBLEMS` (``"digits"`` = left <-> right
+    half, ``"digits_tb"`` = top <-> bottom half, ``"digits_hog"`` = the whole
+    image <-> :func:`orientation_histograms`; classes 0-6 seen, 7-9 unseen; the
+    split is fixed, ``seed`` is unused) or ``"planted"`` (drawn with ``seed``).
+    """
+    if name in DIGITS_PROBLEMS:
+        from .data.digits import digits_images
         from .models.cfsa import digit_glyph_semantics
 
-        d = load_digits_two_view(scale="unit", seed=seed)
-        return ZeroShotData("digits", d.X_a_train, d.X_b_train, d.y_train, d.X_a_test, d.X_b_test,
-                            d.y_test, digit_glyph_semantics(), np.asarray(d.unseen_classes))
+        images, labels = digits_images()
+        seen = labels < 7
+        X_a, X_b = _digits_views(name, images)
+        return ZeroShotData(name, X_a[seen], X_b[seen], labels[seen], X_a[~seen], X_b[~seen],
+                            labels[~seen], digit_glyph_semantics(), np.array([7, 8, 9]))
     if name == "planted":
         from .data.planted import PlantedAlignment
 
@@ -86,7 +150,7 @@ def load_comparison_data(name: str, seed: int = 0) -> ZeroShotData:
         return ZeroShotData("planted", split.seen.U, split.seen.V, split.seen.labels,
                             split.unseen.U, split.unseen.V, split.unseen.labels, semantics,
                             np.asarray(split.unseen_classes))
-    raise ValueError(f"unknown data set {name!r}; expected 'digits' or 'planted'")
+    raise ValueError(f"unknown data set {name!r}; expected one of {[*DIGITS_PROBLEMS, 'planted']}")
 
 
 def _trainer_options() -> dict:
@@ -224,6 +288,190 @@ def compare_methods(datasets=("digits", "planted"), methods=None, quick: bool = 
                      "R@1": res.mean.recall[1], "R@5": res.mean.recall[5],
                      "R@10": res.mean.recall[10], "zsl_acc": _prototype_zsl(Za, Zb, data.y_test, seed),
                      "train_s": train_s})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- selected comparison
+class TwoViewESZSL:
+    """ESZSL as a paired-view estimator: one ESZSL per view into the class-semantic space.
+
+    ``fit(X_a, X_b, y)`` fits :class:`geoalign.models.ESZSL` on ``(X_a, semantics, y)``
+    and on ``(X_b, semantics, y)``; ``transform_a``/``transform_b`` map each view
+    into the semantic space, so :class:`~geoalign.model_selection.ClassDisjointSearchCV`
+    can select it like any other method.
+    """
+
+    def __init__(self, semantics=None, alpha: float = 1.0, gamma: float = 1.0):
+        self.semantics = semantics
+        self.alpha = alpha
+        self.gamma = gamma
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Constructor parameters."""
+        return {"semantics": self.semantics, "alpha": self.alpha, "gamma": self.gamma}
+
+    def set_params(self, **params) -> "TwoViewESZSL":
+        """Set constructor parameters; unknown names raise ``ValueError``."""
+        for k, v in params.items():
+            if k not in ("semantics", "alpha", "gamma"):
+                raise ValueError(f"invalid parameter {k!r} for TwoViewESZSL")
+            setattr(self, k, v)
+        return self
+
+    def fit(self, X_a, X_b, y=None) -> "TwoViewESZSL":
+        from .models.linear import ESZSL
+
+        if self.semantics is None:
+            raise ValueError("TwoViewESZSL needs semantics (one row per class id)")
+        self.model_a_ = ESZSL(alpha=self.alpha, gamma=self.gamma).fit(X_a, self.semantics, y)
+        self.model_b_ = ESZSL(alpha=self.alpha, gamma=self.gamma).fit(X_b, self.semantics, y)
+        return self
+
+    def transform_a(self, X):
+        return self.model_a_.transform_a(X)
+
+    def transform_b(self, X):
+        return self.model_b_.transform_a(X)
+
+
+#: the grid every method is selected from: 4 candidates each (the same budget for all)
+SEARCH_GRIDS: dict[str, dict] = {
+    "QSMA": {"dropout": [0.0, 0.2], "lambda_alignment": [0.1, 1.0]},
+    "SSPC": {"dim": [16, 32], "consistency_weight": [0.0, 1.0]},
+    "CFSA": {"dim": [16, 32], "align_weight": [0.5, 1.0]},
+    "Uni-Code": {"dim": [32, 64], "n_codes": [64, 256]},
+    "CLIP-linear": {"dim": [16, 32], "lr": [1e-3, 1e-2]},
+    "CCA": {"dim": [2, 4], "reg": [1e-2, 1e-1]},
+    "ESZSL": {"alpha": [0.1, 1.0], "gamma": [0.1, 1.0]},
+}
+#: training regimes of the selected comparison; the last two are marked in the table
+REGIMES = ("inductive", "semi-paired 5%", "transductive")
+
+
+def _selectable(method: str, data: ZeroShotData, quick: bool):
+    """The base estimator of ``method`` (its paper settings) for the search."""
+    if method == "ESZSL":
+        return TwoViewESZSL(semantics=data.semantics)
+    factory = {"QSMA": _qsma, "SSPC": _sspc, "CFSA": _cfsa, "Uni-Code": _unicode,
+               "CLIP-linear": _clip_linear, "CCA": _cca}[method]
+    return factory(data, quick, 0)
+
+
+def _regime_data(data: ZeroShotData, regime: str, seed: int):
+    """Training pairs and unpaired samples of one regime (module docstring of the selected table)."""
+    if regime == "inductive":
+        return data.X_a_train, data.X_b_train, data.y_train, None
+    rng = np.random.default_rng([seed, 6])
+    if regime == "semi-paired 5%":
+        perm = rng.permutation(data.X_a_train.shape[0])
+        k = max(4, int(round(0.05 * perm.size)))
+        rest = perm[k:]
+        half = rest.size // 2
+        return (data.X_a_train[perm[:k]], data.X_b_train[perm[:k]], data.y_train[perm[:k]],
+                (data.X_a_train[rest[:half]], data.X_b_train[rest[half:]]))
+    perm = rng.permutation(data.X_a_test.shape[0])
+    half = perm.size // 2
+    return (data.X_a_train, data.X_b_train, data.y_train,
+            (data.X_a_test[perm[:half]], data.X_b_test[perm[half:]]))
+
+
+def select_and_compare(datasets=("digits", "digits_tb", "planted"), methods=None, seeds=(0, 1, 2, 3, 4),
+                       regimes=REGIMES, quick: bool = False, cache_dir=None, progress: bool = True):
+    r"""Every method selected by the same class-disjoint search, then scored over seeds.
+
+    For each data set and method, :class:`geoalign.model_selection.ClassDisjointSearchCV`
+    (3 class-disjoint folds of the seen classes, score = held-out-class mAP@all,
+    estimator seed 0) picks the best of the method's :data:`SEARCH_GRIDS` (4
+    candidates each, on top of the paper settings of :data:`METHODS`).  The chosen
+    setting is then trained once per seed in each regime and scored on the unseen
+    classes:
+
+    * ``"inductive"`` — every seen pair;
+    * ``"semi-paired 5%"`` — 5 % of the seen pairs; the other seen samples are split
+      into two disjoint halves given as ``unpaired_a``/``unpaired_b`` (QSMA only: the
+      other methods cannot use unpaired data and train on the 5 % alone);
+    * ``"transductive"`` — every seen pair plus the unseen inputs as unpaired data
+      (disjoint halves; QSMA only, the others are their inductive selves).
+
+    The non-inductive regimes reuse the inductive selection.  Columns: class-level
+    ``map_all`` and instance-level ``R@1``/``R@10`` of the true partner (mean of both
+    directions), each as ``<metric>`` (mean over seeds) and ``<metric>_std``.
+
+    Parameters
+    ----------
+    cache_dir : path, optional
+        Search folds (per data set and method) and each seed's scores are cached there
+        (JSON, written atomically), so a rerun only computes what is missing.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (data set, regime, method), with ``params`` (the selection),
+        ``val_map_all`` (its validation score) and ``n_seeds``.
+    """
+    from pathlib import Path
+
+    import pandas as pd
+    from sklearn.base import clone
+    from tqdm.auto import tqdm
+
+    from ._io import atomic_write_json
+    from .metrics import retrieval_metrics
+    from .model_selection import ClassDisjointSearchCV
+
+    names = list(SEARCH_GRIDS) if methods is None else list(methods)
+    unknown = [m for m in names if m not in SEARCH_GRIDS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; available: {list(SEARCH_GRIDS)}")
+    bad = [r for r in regimes if r not in REGIMES]
+    if bad:
+        raise ValueError(f"unknown regime(s) {bad}; available: {list(REGIMES)}")
+    rows = []
+    cells = [(d, m) for d in datasets for m in names]
+    for dname, mname in tqdm(cells, desc="select and compare", disable=not progress):
+        data = load_comparison_data(dname, seed=0)
+        base = _selectable(mname, data, quick)
+        grid = SEARCH_GRIDS[mname] if not quick else {k: v[:1] for k, v in SEARCH_GRIDS[mname].items()}
+        search = ClassDisjointSearchCV(base, grid, refit=False, progress=False,
+                                       cache_dir=None if cache_dir is None else Path(cache_dir) / dname / mname)
+        search.fit(data.X_a_train, data.X_b_train, data.y_train)
+        done: dict = {}
+        for regime in regimes:
+            if regime == "transductive" and mname != "QSMA" and "inductive" in done:
+                rows.append({**done["inductive"], "regime": regime})  # no unpaired data: identical
+                continue
+            scores = []
+            for seed in seeds:
+                path = None
+                if cache_dir is not None:
+                    key = json.dumps([dname, mname, regime, seed, quick, search.best_params_], default=repr)
+                    path = Path(cache_dir) / "scores" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+                    if path.exists():
+                        scores.append(tuple(json.loads(path.read_text())))
+                        continue
+                X_a, X_b, y, unpaired = _regime_data(data, regime, seed)
+                model = clone(base).set_params(**search.best_params_)
+                if "random_state" in model.get_params():
+                    model.set_params(random_state=seed)
+                extra = ({"unpaired_a": unpaired[0], "unpaired_b": unpaired[1]}
+                         if unpaired is not None and mname == "QSMA" else {})
+                model.fit(X_a, X_b, y, **extra)
+                za = np.asarray(model.transform_a(data.X_a_test), dtype=np.float64)
+                zb = np.asarray(model.transform_b(data.X_b_test), dtype=np.float64)
+                cls = retrieval_metrics(za, zb, data.y_test, data.y_test, ks=(1,))
+                inst = retrieval_metrics(za, zb, ks=(1, 10))
+                scores.append((cls.map_all, inst.mean.recall[1], inst.mean.recall[10]))
+                if path is not None:
+                    atomic_write_json(path, list(scores[-1]))
+            arr = np.array(scores)
+            row = {"dataset": dname, "regime": regime, "method": mname,
+                   "params": dict(search.best_params_), "val_map_all": search.best_score_,
+                   "n_seeds": len(seeds)}
+            for j, metric in enumerate(("map_all", "R@1", "R@10")):
+                row[metric] = float(arr[:, j].mean())
+                row[f"{metric}_std"] = float(arr[:, j].std(ddof=1)) if len(seeds) > 1 else 0.0
+            rows.append(row)
+            done[regime] = row
     return pd.DataFrame(rows)
 
 

@@ -92,7 +92,7 @@ train = gen.sample(N_TRAIN)
 test = gen.sample(600, random_state=99)
 
 qsma = QSMA(dim=16, hidden=64, n_samples=8, max_epochs=EPOCHS, batch_size=256, lr=3e-3, random_state=0,
-            trainer_options=TRAIN_OPTIONS).fit(train.U, train.V, train.labels)
+            use_labels=True, trainer_options=TRAIN_OPTIONS).fit(train.U, train.V, train.labels)  # label-aware
 history = qsma.history_.to_frame()
 print(history[["train_loss"]].iloc[[0, -1]])
 za, zb = qsma.transform_a(test.U), qsma.transform_b(test.V)

@@ -162,6 +162,34 @@ print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 assert (table.map_all > 0.34).all()  # every method transfers above chance (1/3) on 3 unseen classes
 
 # %% [markdown]
+# ### Every method selected the same way, over seeds, in three regimes
+#
+# Fixed settings favour whoever chose them. `geoalign.comparison.select_and_compare` gives every
+# method the same budget: `ClassDisjointSearchCV` (folds = groups of *seen* classes, score =
+# zero-shot mAP@all on the held-out classes) picks one of 4 candidates per method; the choice is
+# trained with several seeds and scored on the unseen classes — class-level mAP@all next to
+# instance-level R@1/R@10 (is the true partner retrieved?), mean and std over seeds. Two extra
+# regimes are marked as such: **semi-paired 5 %** (5 % of the seen pairs; QSMA also gets the rest
+# as unpaired samples of each view) and **transductive** (QSMA also gets the unseen inputs,
+# unlabeled and unpaired; the other methods cannot use them). Search folds and per-seed scores are
+# cached in `.sweep_cache/comparison`, so a rerun only computes what is missing. The quick setting
+# runs the closed-form methods on planted data.
+
+# %%
+from geoalign.comparison import select_and_compare
+
+selected = select_and_compare(
+    ("planted",) if QUICK else ("digits", "digits_tb", "planted"),
+    ["CCA", "ESZSL"] if QUICK else None,
+    seeds=(0, 1) if QUICK else (0, 1, 2, 3, 4),
+    cache_dir=None if QUICK else Path(".sweep_cache") / "comparison", progress=not QUICK)
+cols = ["dataset", "regime", "method", "map_all", "map_all_std", "R@1", "R@1_std", "R@10", "R@10_std"]
+print(selected[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+inductive = selected[selected.regime == "inductive"]
+assert (inductive.map_all > 0.34).all()            # above chance (1/3) on 3 unseen classes
+assert (selected["R@1"] <= selected["R@10"]).all()
+
+# %% [markdown]
 # ## 2. ZSL and GZSL with class attributes (planted model)
 #
 # Each class $c$ has a shared centre $c_k$; its *attribute vector* is a noisy linear image

@@ -36,3 +36,75 @@ def test_cli_writes_csv(tmp_path, capsys):
 
 def test_every_method_is_registered():
     assert {"QSMA", "SSPC", "CFSA", "Uni-Code", "CCA", "ESZSL"} <= set(METHODS)
+
+
+def test_digits_problems_are_three_views_of_the_same_images():
+    from geoalign.comparison import DIGITS_PROBLEMS
+    from geoalign.data.digits import load_digits_two_view
+
+    ref = load_digits_two_view(scale="unit")
+    lr = load_comparison_data("digits")
+    np.testing.assert_array_equal(lr.X_a_train, ref.X_a_train)
+    np.testing.assert_array_equal(lr.X_b_test, ref.X_b_test)
+    tb = load_comparison_data("digits_tb")
+    img = np.concatenate([tb.X_a_train.reshape(-1, 4, 8), tb.X_b_train.reshape(-1, 4, 8)], axis=1)
+    np.testing.assert_array_equal(img[:, :, :4].reshape(-1, 32), ref.X_a_train)
+    hog = load_comparison_data("digits_hog")
+    assert hog.X_a_train.shape[1] == 64 and hog.X_b_train.shape[1] == 96
+    assert set(DIGITS_PROBLEMS) == {"digits", "digits_tb", "digits_hog"}
+    for d in (tb, hog):
+        np.testing.assert_array_equal(d.y_train, ref.y_train)
+
+
+def test_orientation_histograms_against_a_pixel_loop():
+    from geoalign.comparison import orientation_histograms
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 17, size=(3, 8, 8))
+    got = orientation_histograms(images, n_bins=6, cell=2)
+    img = images / 16.0
+    for n in range(3):
+        hist = np.zeros((4, 4, 6))
+        for i in range(8):
+            for j in range(8):
+                gy = (img[n, min(i + 1, 7), j] - img[n, max(i - 1, 0), j]) / (2 if 0 < i < 7 else 1)
+                gx = (img[n, i, min(j + 1, 7)] - img[n, i, max(j - 1, 0)]) / (2 if 0 < j < 7 else 1)
+                theta = np.arctan2(gy, gx) % np.pi
+                b = min(int(theta / np.pi * 6), 5)
+                hist[i // 2, j // 2, b] += np.hypot(gx, gy)
+        np.testing.assert_allclose(got[n], np.sqrt(hist.ravel()), atol=1e-12)
+    with pytest.raises(ValueError, match="cells"):
+        orientation_histograms(images, cell=3)
+
+
+def test_select_and_compare_selects_then_scores_over_seeds():
+    from geoalign.comparison import SEARCH_GRIDS, TwoViewESZSL, select_and_compare
+    from geoalign.model_selection import ClassDisjointSearchCV
+    from geoalign.models import CCA
+
+    table = select_and_compare(("planted",), ["CCA", "ESZSL"], seeds=(0, 1),
+                               regimes=("inductive", "semi-paired 5%", "transductive"), progress=False)
+    assert len(table) == 6 and (table.n_seeds == 2).all()
+    assert {"map_all", "map_all_std", "R@1", "R@1_std", "R@10", "R@10_std", "val_map_all"} <= set(table.columns)
+    assert all(len(SEARCH_GRIDS[m]) and all(len(v) == 2 for v in SEARCH_GRIDS[m].values()) for m in SEARCH_GRIDS)
+    data = load_comparison_data("planted")
+    search = ClassDisjointSearchCV(CCA(dim=4, reg=1e-2), SEARCH_GRIDS["CCA"], progress=False, refit=False)
+    search.fit(data.X_a_train, data.X_b_train, data.y_train)
+    cca = table[(table.method == "CCA") & (table.regime == "inductive")].iloc[0]
+    assert cca.params == search.best_params_ and cca.val_map_all == pytest.approx(search.best_score_)
+    from geoalign.metrics import retrieval_metrics
+
+    m = CCA(**search.best_params_).fit(data.X_a_train, data.X_b_train)
+    assert cca.map_all == pytest.approx(retrieval_metrics(m.transform_a(data.X_a_test), m.transform_b(data.X_b_test),
+                                                          data.y_test, data.y_test).map_all)
+    # CCA cannot use unpaired data: transductive = inductive; from 5% of the pairs it finds
+    # the true partners less often
+    trans = table[(table.method == "CCA") & (table.regime == "transductive")].iloc[0]
+    semi = table[(table.method == "CCA") & (table.regime == "semi-paired 5%")].iloc[0]
+    assert trans.map_all == cca.map_all and semi["R@10"] < cca["R@10"]
+    with pytest.raises(ValueError, match="TwoViewESZSL needs semantics"):
+        TwoViewESZSL().fit(data.X_a_train, data.X_b_train, data.y_train)
+    with pytest.raises(ValueError, match="unknown regime"):
+        select_and_compare(("planted",), ["CCA"], regimes=("online",), progress=False)
+    with pytest.raises(ValueError, match="unknown method"):
+        select_and_compare(("planted",), ["PCA"], progress=False)

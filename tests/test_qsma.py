@@ -14,8 +14,10 @@ from geoalign.models.qsma import (QSMA, ConvEncoder, HierarchicalAttentionEncode
                                   digitally_shifted_normal, kl_to_standard_normal,
                                   scrambled_sobol_bits, sobol_normal)
 
+# dropout off and labels on (the defaults before issue 15): these tests check the mechanics of
+# every term, the labelled positives included, on a deterministic forward pass
 FAST = dict(dim=8, hidden=32, n_layers=1, max_epochs=3, batch_size=64, random_state=0,
-            trainer_options={"progress": False})
+            dropout=0.0, use_labels=True, trainer_options={"progress": False})
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ __all__ = ["FIGURES", "FigureContext", "FigureOutput", "figure", "make_figures",
            "configure_parser", "run_cli"]
 
 # Modules whose import registers figures (one per topic of the paper).
-_FIGURE_MODULES: tuple[str, ...] = ("fiber_figs", "geometry", "transport_figs", "training_figs")
+_FIGURE_MODULES: tuple[str, ...] = ("fiber_figs", "geometry", "transport_figs", "training_figs",
+                                     "regimes_figs")
 
 
 def load_all() -> dict:

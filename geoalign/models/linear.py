@@ -80,9 +80,19 @@ class _LinearAligner:
         if missing:
             raise RuntimeError(f"{type(self).__name__} is not fitted yet: call fit(X_a, X_b, ...) first")
 
-    def get_params(self) -> dict:
-        """Constructor parameters (scikit-learn style)."""
+    def get_params(self, deep: bool = True) -> dict:
+        """Constructor parameters (scikit-learn convention; ``deep`` is accepted for
+        :func:`sklearn.base.clone`: no parameter is itself an estimator)."""
         return {k: getattr(self, k) for k in self._params}
+
+    def set_params(self, **params) -> "_LinearAligner":
+        """Set constructor parameters; unknown names raise ``ValueError``."""
+        for k, v in params.items():
+            if k not in self._params:
+                raise ValueError(f"invalid parameter {k!r} for {type(self).__name__}; "
+                                 f"valid: {sorted(self._params)}")
+            setattr(self, k, v)
+        return self
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
