@@ -13,6 +13,8 @@ __version__ = "0.1.0"
 # public name -> submodule that defines it
 _EXPORTS: dict[str, str] = {
     "ConvergenceWarning": "_warnings",
+    "GeoalignDeprecationWarning": "_warnings",
+    "NotFittedError": "_estimator",
     "load_digits_two_view": "data.digits",
     "load_paired": "data.paired",
     "PlantedAlignment": "data.planted",

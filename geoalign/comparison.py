@@ -37,6 +37,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ._estimator import TwoViewEstimator
+
 __all__ = ["ZeroShotData", "load_comparison_data", "METHODS", "QSMA_PAPER_PARAMS", "compare_methods", "main",
            "DIGITS_PROBLEMS", "orientation_histograms", "SEARCH_GRIDS", "REGIMES", "TwoViewESZSL",
            "select_and_compare"]
@@ -292,7 +294,7 @@ def compare_methods(datasets=("digits", "planted"), methods=None, quick: bool = 
 
 
 # ----------------------------------------------------------------------------- selected comparison
-class TwoViewESZSL:
+class TwoViewESZSL(TwoViewEstimator):
     """ESZSL as a paired-view estimator: one ESZSL per view into the class-semantic space.
 
     ``fit(X_a, X_b, y)`` fits :class:`geoalign.models.ESZSL` on ``(X_a, semantics, y)``
@@ -306,17 +308,7 @@ class TwoViewESZSL:
         self.alpha = alpha
         self.gamma = gamma
 
-    def get_params(self, deep: bool = True) -> dict:
-        """Constructor parameters."""
-        return {"semantics": self.semantics, "alpha": self.alpha, "gamma": self.gamma}
-
-    def set_params(self, **params) -> "TwoViewESZSL":
-        """Set constructor parameters; unknown names raise ``ValueError``."""
-        for k, v in params.items():
-            if k not in ("semantics", "alpha", "gamma"):
-                raise ValueError(f"invalid parameter {k!r} for TwoViewESZSL")
-            setattr(self, k, v)
-        return self
+    _fitted_attributes = ("model_a_", "model_b_")
 
     def fit(self, X_a, X_b, y=None) -> "TwoViewESZSL":
         from .models.linear import ESZSL
@@ -328,9 +320,13 @@ class TwoViewESZSL:
         return self
 
     def transform_a(self, X):
+        """View a in the class-semantic space, shape=[n, s]."""
+        self._check_fitted()
         return self.model_a_.transform_a(X)
 
     def transform_b(self, X):
+        """View b in the class-semantic space, shape=[n, s]."""
+        self._check_fitted()
         return self.model_b_.transform_a(X)
 
 

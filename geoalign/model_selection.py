@@ -41,6 +41,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ._backend import to_numpy
+from ._estimator import TwoViewEstimator
 from ._validation import check_array, check_int, check_same_length
 
 __all__ = ["ClassDisjointSearchCV", "SCORERS", "zero_shot_score"]
@@ -126,7 +127,7 @@ def _fit_and_score(estimator, params: dict, X_a, X_b, y, train, test, scoring, f
     return {"score": score, "fit_time": fit_time, "score_time": time.perf_counter() - t0}
 
 
-class ClassDisjointSearchCV:
+class ClassDisjointSearchCV(TwoViewEstimator):
     r"""Hyperparameter search with class-disjoint folds, scored by zero-shot cross-view retrieval.
 
     Parameters
@@ -209,21 +210,8 @@ class ClassDisjointSearchCV:
         self.cache_dir = cache_dir
         self.progress = progress
 
-    # -- scikit-learn parameter protocol --------------------------------------------------
-    def get_params(self, deep: bool = True) -> dict:
-        """Constructor arguments."""
-        return {k: getattr(self, k) for k in ("estimator", "param_grid", "param_distributions",
-                                              "n_folds", "n_iter", "scoring", "n_jobs",
-                                              "random_state", "refit", "cache_dir", "progress")}
-
-    def set_params(self, **params) -> "ClassDisjointSearchCV":
-        """Set constructor arguments; unknown names raise ``ValueError``."""
-        valid = self.get_params()
-        for k, v in params.items():
-            if k not in valid:
-                raise ValueError(f"invalid parameter {k!r} for ClassDisjointSearchCV; valid: {sorted(valid)}")
-            setattr(self, k, v)
-        return self
+    _fitted_attributes = ("best_estimator_",)
+    _fit_hint = "fit(...) with refit=True"
 
     # -- candidates -----------------------------------------------------------------------
     def _candidates(self) -> list[dict]:
@@ -397,10 +385,8 @@ class ClassDisjointSearchCV:
 
     # -- fitted use -------------------------------------------------------------------------
     def _fitted(self):
-        est = getattr(self, "best_estimator_", None)
-        if est is None:
-            raise RuntimeError("ClassDisjointSearchCV has no best_estimator_: call fit(...) with refit=True")
-        return est
+        self._check_fitted()
+        return self.best_estimator_
 
     def transform_a(self, X):
         """``best_estimator_.transform_a``."""

@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.base import TransformerMixin
 
 from ._backend import check_same_device, float_dtype, is_torch, like, namespace, to_numpy, to_torch
+from ._estimator import TwoViewEstimator
 from ._validation import check_array, check_choice, check_int, check_same_length
 
 __all__ = [
@@ -288,7 +290,7 @@ class SubspaceComponents:
     residual_v: Any
 
 
-class SharedPrivateDecomposition:
+class SharedPrivateDecomposition(TransformerMixin, TwoViewEstimator, auto_wrap_output_keys=None):
     """Estimate orthogonal shared and private subspaces of two paired views.
 
     **Shared subspace.**  :math:`Z_s` is spanned by the top ``shared_rank``
@@ -416,6 +418,9 @@ class SharedPrivateDecomposition:
         self.tol = tol
         self.max_iter = max_iter
         self.random_state = random_state
+
+    _fitted_attributes = ("basis_shared_",)
+    _fit_hint = "fit(U, V)"
 
     # ---------------------------------------------------------------- parameters
     def _check_params(self):
@@ -688,10 +693,6 @@ class SharedPrivateDecomposition:
         return _fix_signs(Zs), _fix_signs(Za), _fix_signs(Zb), n_iter
 
     # ---------------------------------------------------------------- transform
-    def _check_fitted(self):
-        if not hasattr(self, "basis_shared_"):
-            raise RuntimeError("SharedPrivateDecomposition is not fitted yet; call fit(U, V) first")
-
     def transform(self, U: Any = None, V: Any = None) -> SubspaceComponents:
         """Split (new) samples into shared, private and residual components.
 
@@ -738,28 +739,26 @@ class SharedPrivateDecomposition:
         return self.fit(U, V).transform(U, V)
 
     # ---------------------------------------------------------------- projectors
-    def _projector(self, B):
+    def _projector(self, basis: str):
         self._check_fitted()
+        B = getattr(self, basis)
         return B @ B.mT if is_torch(B) else B @ B.T
 
     @property
     def projector_shared_(self):
         """Orthogonal projector onto :math:`Z_s`, shape=[z_dim, z_dim]."""
-        return self._projector(self.basis_shared_)
+        return self._projector("basis_shared_")
 
     @property
     def projector_a_(self):
         """Orthogonal projector onto :math:`Z_I` (private to U)."""
-        return self._projector(self.basis_a_)
+        return self._projector("basis_a_")
 
     @property
     def projector_b_(self):
         """Orthogonal projector onto :math:`Z_T` (private to V)."""
-        return self._projector(self.basis_b_)
+        return self._projector("basis_b_")
 
-    def __repr__(self) -> str:
-        return (f"SharedPrivateDecomposition(shared_rank={self.shared_rank!r}, private_ranks="
-                f"{self.private_ranks!r}, rank_method={self.rank_method!r}, align={self.align!r})")
 
 
 # --------------------------------------------------------------------------- AJIVE

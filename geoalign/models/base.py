@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import check_same_device, is_torch, like, resolve_device, to_numpy
+from .._estimator import NotFittedError, TwoViewEstimator
 from .._io import atomic_write_bytes
 from .._validation import check_array, check_same_length
 
@@ -160,11 +161,7 @@ def read_model_file(path: str | os.PathLike) -> dict:
     return state
 
 
-class NotFittedError(RuntimeError):
-    """Raised when a fitted attribute is needed before ``fit``."""
-
-
-class AlignmentEstimator:
+class AlignmentEstimator(TwoViewEstimator):
     """Base class: validation, device, conversion, training and persistence of a torch model.
 
     Subclasses define ``__init__`` (every argument stored under its own name;
@@ -175,30 +172,7 @@ class AlignmentEstimator:
     checkpoint_dir, early_stopping_patience, val_fraction, progress, ...).
     """
 
-    # -- parameters (scikit-learn convention) -----------------------------------------
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values()
-                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-
-    def get_params(self, deep: bool = True) -> dict:
-        """Constructor arguments as a dict."""
-        return {k: getattr(self, k) for k in self._param_names()}
-
-    def set_params(self, **params) -> "AlignmentEstimator":
-        """Set constructor arguments; unknown names raise ``ValueError``."""
-        valid = set(self._param_names())
-        for k, v in params.items():
-            if k not in valid:
-                raise ValueError(f"invalid parameter {k!r} for {type(self).__name__}; "
-                                 f"valid: {sorted(valid)}")
-            setattr(self, k, v)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
+    _fitted_attributes = ("module_",)
 
     # -- hooks for subclasses -------------------------------------------------------
     def _build_module(self, n_features_a: int, n_features_b: int, X_a, X_b, y):
@@ -238,10 +212,6 @@ class AlignmentEstimator:
                     (np.issubdtype(yn.dtype, np.floating) and np.all(yn == np.round(yn)))):
                 raise ValueError(f"{prefix}y must hold integer class labels, got dtype {yn.dtype}")
         return X_a, X_b, y
-
-    def _check_fitted(self) -> None:
-        if getattr(self, "module_", None) is None:
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X_a, X_b) first")
 
     # -- API --------------------------------------------------------------------------
     def fit(self, X_a, X_b, y=None, val_data=None) -> "AlignmentEstimator":
@@ -291,7 +261,7 @@ class AlignmentEstimator:
         # everything that defines the result besides the trainer options: resuming a checkpoint
         # of other loss weights / temperatures (same tensor shapes) must be refused
         identity = {"class": _class_path(type(self)),
-                    "params": {k: v for k, v in self.get_params().items()
+                    "params": {k: v for k, v in self.get_params(deep=False).items()
                                if k not in ("trainer_options", "device")}}
         trainer = Trainer(**own, device=device, seed=int(seed), identity=identity, **options)
         # tensors stay where they are (the Trainer gathers batches on their device); NumPy
@@ -355,7 +325,7 @@ class AlignmentEstimator:
         import torch
 
         self._check_fitted()
-        params = self.get_params()
+        params = self.get_params(deep=False)
         if params.get("device") is not None:
             params["device"] = str(params["device"])  # torch.device -> plain string for the file
         params["trainer_options"] = {k: (str(v) if isinstance(v, Path) else v)

@@ -16,6 +16,7 @@ import numpy as np
 from scipy import linalg
 
 from .._backend import is_torch, like, to_numpy, to_torch
+from .._estimator import TwoViewEstimator
 from .._io import atomic_path
 from .._validation import check_array, check_int, check_nonnegative_scalar
 
@@ -68,35 +69,11 @@ def _labels(y: Any, n: int, n_classes: int | None = None) -> np.ndarray:
     return arr
 
 
-class _LinearAligner:
+class _LinearAligner(TwoViewEstimator):
     """Save/load and ZSL prediction shared by the linear baselines."""
 
-    _params: tuple[str, ...] = ()
-    _learned: tuple[str, ...] = ()
     _score = "cosine"
-
-    def _check_fitted(self):
-        missing = [k for k in self._learned if not hasattr(self, k)]
-        if missing:
-            raise RuntimeError(f"{type(self).__name__} is not fitted yet: call fit(X_a, X_b, ...) first")
-
-    def get_params(self, deep: bool = True) -> dict:
-        """Constructor parameters (scikit-learn convention; ``deep`` is accepted for
-        :func:`sklearn.base.clone`: no parameter is itself an estimator)."""
-        return {k: getattr(self, k) for k in self._params}
-
-    def set_params(self, **params) -> "_LinearAligner":
-        """Set constructor parameters; unknown names raise ``ValueError``."""
-        for k, v in params.items():
-            if k not in self._params:
-                raise ValueError(f"invalid parameter {k!r} for {type(self).__name__}; "
-                                 f"valid: {sorted(self._params)}")
-            setattr(self, k, v)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
+    _fit_hint = "fit(X_a, X_b, ...)"
 
     def class_scores(self, X: Any, class_semantics: Any):
         """Compatibility of each sample with each class, shape=[n, C].
@@ -145,9 +122,9 @@ class _LinearAligner:
         if path.suffix != ".npz":
             raise ValueError(f"path must end in .npz, got {path}")
         arrays = {"__class__": np.array(type(self).__name__)}
-        for k in self._params:
+        for k in self._param_names():
             arrays[f"param:{k}"] = np.array(getattr(self, k))
-        for k in self._learned:
+        for k in self._fitted_attributes:
             arrays[f"learned:{k}"] = np.asarray(getattr(self, k))
         with atomic_path(path) as tmp:
             np.savez(tmp, **arrays)
@@ -190,8 +167,7 @@ class CCA(_LinearAligner):
     correlations_ : ndarray, shape=[k]
     """
 
-    _params = ("dim", "reg")
-    _learned = ("mean_a_", "mean_b_", "weights_a_", "weights_b_", "correlations_")
+    _fitted_attributes = ("mean_a_", "mean_b_", "weights_a_", "weights_b_", "correlations_")
 
     def __init__(self, dim: int = 2, reg: float = 1e-3):
         self.dim = dim
@@ -273,8 +249,7 @@ class ESZSL(_LinearAligner):
     V_ : ndarray, shape=[d, s]
     """
 
-    _params = ("alpha", "gamma")
-    _learned = ("V_",)
+    _fitted_attributes = ("V_",)
     _score = "dot"
 
     def __init__(self, alpha: float = 1.0, gamma: float = 1.0):
@@ -331,11 +306,11 @@ def load_linear_model(path) -> CCA | ESZSL:
         if name not in _MODELS:
             raise ValueError(f"{path} holds unknown model {name!r}; expected one of {sorted(_MODELS)}")
         cls = _MODELS[name]
-        missing = [k for k in (*(f"param:{p}" for p in cls._params),
-                               *(f"learned:{p}" for p in cls._learned)) if k not in z.files]
+        missing = [k for k in (*(f"param:{p}" for p in cls._param_names()),
+                               *(f"learned:{p}" for p in cls._fitted_attributes)) if k not in z.files]
         if missing:
             raise ValueError(f"{path} is missing entries {missing}")
-        model = cls(**{p: z[f"param:{p}"].item() for p in cls._params})
-        for k in cls._learned:
+        model = cls(**{p: z[f"param:{p}"].item() for p in cls._param_names()})
+        for k in cls._fitted_attributes:
             setattr(model, k, np.array(z[f"learned:{k}"]))
     return model
