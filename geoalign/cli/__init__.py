@@ -61,9 +61,9 @@ def _version(mod: str) -> str:
 
 def run_cli(args: argparse.Namespace) -> int:
     """``geoalign info``: versions, devices and threads."""
-    from . import __version__
-    from ._backend import default_num_threads
-    from ._compat import patch_numpy_trapz
+    from .. import __version__
+    from .._backend import default_num_threads
+    from .._compat import patch_numpy_trapz
 
     patch_numpy_trapz()  # so geomstats reports a version instead of an import error
     print(f"geoalign {__version__}")
@@ -72,7 +72,7 @@ def run_cli(args: argparse.Namespace) -> int:
                 "pandas", "tqdm", "dask", "distributed", "flint", "faiss"):
         print(f"  {mod:<11} {_version(mod)}")
     print(f"cpu threads available: {default_num_threads()}")
-    from .rings import HAVE_COMPILED_KERNEL
+    from ..rings import HAVE_COMPILED_KERNEL
 
     print(f"compiled ring kernel (Z_2^k products): {'built' if HAVE_COMPILED_KERNEL else 'not built (FFT only)'}")
     try:
