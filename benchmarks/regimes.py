@@ -38,7 +38,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from geoalign._io import atomic_write_json  # noqa: E402
 from geoalign.figures.regimes_figs import quick_grid, summarize_regime  # noqa: E402
-from geoalign.sweep import get_study, run_study  # noqa: E402
+from geoalign.studies import get_study, run_study  # noqa: E402
 
 
 def main(argv=None) -> int:

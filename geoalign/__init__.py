@@ -86,16 +86,16 @@ _EXPORTS: dict[str, str] = {
     "principal_angles": "subspace",
     "subspace_distance": "subspace",
     "Grid": "sweep",
-    "Study": "sweep",
+    "Study": "studies",
     "SweepResult": "sweep",
     "SweepSummary": "sweep",
     "distributed_fiber_product": "sweep",
-    "register_study": "sweep",
-    "run_study": "sweep",
+    "register_study": "studies",
+    "run_study": "studies",
     "run_sweep": "sweep",
     "Trainer": "train",
     "TrainingHistory": "train",
-    "load_config": "train",
+    "load_config": "cli.train",
 }
 
 __all__ = sorted(["__version__", *_EXPORTS])

@@ -38,6 +38,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ._estimator import TwoViewEstimator
+from ._registry import Registry
 
 __all__ = ["ZeroShotData", "load_comparison_data", "METHODS", "QSMA_PAPER_PARAMS", "compare_methods", "main",
            "DIGITS_PROBLEMS", "orientation_histograms", "SEARCH_GRIDS", "REGIMES", "TwoViewESZSL",
@@ -230,7 +231,8 @@ def _eszsl(data: ZeroShotData, quick: bool, seed: int):
     return lambda Xa, Xb: (np.asarray(ma.transform_a(Xa)), np.asarray(mb.transform_a(Xb)))
 
 
-METHODS: dict[str, Callable] = {
+#: method name -> ``method(data, quick, seed) -> embed(X_a, X_b) -> (Z_a, Z_b)``
+METHODS = Registry("comparison method", {
     "QSMA": _estimator_method(_qsma),
     "SSPC": _estimator_method(_sspc),
     "CFSA": _estimator_method(_cfsa),
@@ -238,7 +240,7 @@ METHODS: dict[str, Callable] = {
     "CLIP-linear": _estimator_method(_clip_linear),
     "CCA": _estimator_method(_cca),
     "ESZSL": _eszsl,
-}
+})
 
 
 def _prototype_zsl(Za, Zb, y, seed: int) -> float:

@@ -1,20 +1,22 @@
 r"""Built-in studies of the sweep engine: one call (or one ``geoalign sweep`` command) each.
 
 Every study is a plain function ``study(**params, seed=...) -> dict`` of
-metrics, fast per cell at its default sizes, registered with
-:func:`geoalign.sweep.register_study` when this module is imported (which
-:func:`geoalign.sweep.get_study` and :func:`~geoalign.sweep.list_studies` do
-on first use).  Run one with
+metrics, fast per cell at its default sizes, registered in :data:`STUDIES` (a
+:class:`~geoalign._registry.Registry` of :class:`Study`) with
+:func:`register_study`; :func:`get_study`, :func:`list_studies` and
+:func:`run_study` read it.  Run one with
 
 .. code-block:: python
 
-    from geoalign.sweep import run_study
+    from geoalign.studies import run_study
     result = run_study("epsilon", out="sweep-results/epsilon")   # resumable
     result.wide()                                                # metrics as columns
 
 or ``geoalign sweep epsilon --param eps=0.5,1,2 --seeds 0,1,2``.
 
 =================  ==========================================================
+``concentration``  true-pair distances of :math:`f = s + \sigma\xi`,
+                   :math:`g = s + \sigma\zeta` concentrate at :math:`\sigma\sqrt{2d}`.
 ``epsilon``        N(ε), ρ(ε) and precision/recall of :math:`F_\varepsilon`
                    against the true pairs of planted data (docs/design/mathematics.md, Approximate fiber products).
 ``dimension``      Johnson–Lindenstrauss projections to k dimensions (fraction
@@ -43,15 +45,26 @@ study functions, so listing the studies stays fast.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
+import inspect
 import math
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from ._validation import check_choice, check_int, check_nonnegative_scalar, check_positive_scalar
-from .sweep import Grid, register_study
+from ._registry import Registry
+from .sweep import Grid, SweepResult, _check_signature, run_sweep
 
 __all__ = [
+    "STUDIES",
+    "Study",
+    "register_study",
+    "get_study",
+    "list_studies",
+    "run_study",
+    "concentration_study",
     "epsilon_study",
     "dimension_study",
     "perturbation_study",
@@ -76,6 +89,61 @@ EPS_UNITS = ("true_median", "absolute")
 DIRECTIONS = ("random", "adversarial")
 # relative slack for comparing two float64 evaluations of the same distance bound
 _ROUNDING = 1e-9
+
+
+# --------------------------------------------------------------------------- the study registry
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """A registered study: a function, its default grid and its label columns."""
+
+    name: str
+    func: Callable
+    default_grid: Grid
+    description: str = ""
+    labels: tuple = ()
+
+
+#: study name -> :class:`Study` (the built-in ones are registered at the end of this module)
+STUDIES = Registry("study")
+
+
+def register_study(name: str, func: Callable, default_grid: Grid | Mapping, *,
+                   description: str = "", labels: Sequence[str] = (), overwrite: bool = False) -> Study:
+    """Add a study to the registry used by :func:`run_study` and ``geoalign sweep``.
+
+    Raises ``ValueError`` if ``name`` is taken (unless ``overwrite``) or the
+    default grid does not fit ``func``'s signature.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"study name must be a non-empty string, got {name!r}")
+    if name in STUDIES and not overwrite:
+        raise ValueError(f"study {name!r} is already registered; pass overwrite=True to replace it")
+    grid = default_grid if isinstance(default_grid, Grid) else Grid.from_dict(default_grid)
+    _check_signature(func, grid)
+    doc = description or (inspect.getdoc(func) or "").split("\n")[0]
+    study = Study(name=name, func=func, default_grid=grid, description=doc, labels=tuple(labels))
+    STUDIES.register(name, study, replace=True)
+    return study
+
+
+def get_study(name: str) -> Study:
+    """The registered study called ``name`` (``KeyError`` listing the names if unknown)."""
+    return STUDIES[name]
+
+
+def list_studies() -> dict[str, Study]:
+    """All registered studies by name."""
+    return dict(sorted(STUDIES.load_all().items()))
+
+
+def run_study(name: str, grid: Grid | Mapping | None = None, **kwargs: Any) -> SweepResult:
+    """Run the registered study ``name`` on ``grid`` (default: its default grid).
+
+    ``kwargs`` go to :func:`run_sweep`.
+    """
+    study = get_study(name)
+    return run_sweep(study.func, study.default_grid if grid is None else grid, name=name,
+                     labels=study.labels, **kwargs)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -846,7 +914,77 @@ TRANSDUCTIVE_GRID = Grid(product={"dataset": ["digits", "digits_tb", "planted"]}
                          seeds=[0, 1, 2, 3, 4])
 
 
-# --------------------------------------------------------------------------- registry
+# --------------------------------------------------------------------------- concentration
+def concentration_study(d: int, sigma: float, n: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Concentration of true-pair distances (docs/design/mathematics.md, Statement 3).
+
+    Draw shared signals :math:`s_i \\sim N(0, I_d)` and embeddings
+    :math:`f_i = s_i + \\sigma\\xi_i`, :math:`g_i = s_i + \\sigma\\zeta_i` with
+    standard Gaussian noise.  True-pair distances are
+    :math:`\\|f_i-g_i\\| = \\sigma\\|\\xi_i-\\zeta_i\\| = \\sigma\\sqrt2\\,\\chi_d`, so
+
+    .. math::
+
+        \\mathbb E\\|f_i-g_i\\| = 2\\sigma\\,\\frac{\\Gamma((d+1)/2)}{\\Gamma(d/2)}
+        \\approx \\sigma\\sqrt{2d},\\qquad
+        \\operatorname{sd} \\to \\sigma \\ \\text{(relative spread} \\sim 1/\\sqrt{2d}).
+
+    Impostor pairs :math:`(f_i, g_j)`, :math:`j\\ne i`, sit at about
+    :math:`\\sqrt{2d(1+\\sigma^2)}`.
+
+    Parameters
+    ----------
+    d : int
+        Embedding dimension.
+    sigma : float
+        Noise level, >= 0.
+    n : int
+        Number of pairs.
+    seed : int
+
+    Returns
+    -------
+    dict
+        ``mean_distance``, ``std_distance``, ``predicted_mean`` (exact χ mean),
+        ``sqrt_2d_sigma`` (:math:`\\sigma\\sqrt{2d}`), ``ratio_to_sqrt_2d``,
+        ``relative_std``, ``impostor_mean_distance``, ``impostor_predicted``,
+        ``separation`` ((impostor mean - true mean) / true sd).
+    """
+    from scipy.special import gammaln
+
+    d = check_int(d, "d", minimum=1)
+    n = check_int(n, "n", minimum=2)
+    sigma = check_nonnegative_scalar(sigma, "sigma")
+    rng = np.random.default_rng(seed)
+    s = rng.standard_normal((n, d))
+    f = s + sigma * rng.standard_normal((n, d))
+    g = s + sigma * rng.standard_normal((n, d))
+    true = np.linalg.norm(f - g, axis=1)
+    impostor = np.linalg.norm(f - np.roll(g, 1, axis=0), axis=1)  # g_{i-1}: an independent signal
+    mean, std = float(true.mean()), float(true.std(ddof=1))
+    exact = 2.0 * sigma * math.exp(gammaln((d + 1) / 2) - gammaln(d / 2))
+    approx = sigma * math.sqrt(2 * d)
+    imp_exact = 2.0 * math.sqrt(1 + sigma ** 2) * math.exp(gammaln((d + 1) / 2) - gammaln(d / 2))
+    return {
+        "mean_distance": mean,
+        "std_distance": std,
+        "predicted_mean": exact,
+        "sqrt_2d_sigma": approx,
+        "ratio_to_sqrt_2d": mean / approx if approx > 0 else float("nan"),
+        "relative_std": std / mean if mean > 0 else float("nan"),
+        "impostor_mean_distance": float(impostor.mean()),
+        "impostor_predicted": imp_exact,
+        "separation": (float(impostor.mean()) - mean) / std if std > 0 else float("inf"),
+    }
+
+
+# --------------------------------------------------------------------------- built-in studies
+register_study(
+    "concentration", concentration_study,
+    Grid(product={"d": [2, 8, 32, 128, 512], "sigma": [0.1, 0.5, 1.0]}, zipped={"n": [2000]},
+         seeds=[0, 1, 2]),
+    description="true-pair distances of f = s + σξ, g = s + σζ concentrate at σ√(2d) (§2.2.3)",
+)
 register_study("epsilon", epsilon_study, EPSILON_GRID,
                description="N(ε) and precision/recall of F_ε against planted true pairs (§2.2.1)")
 register_study("dimension", dimension_study, DIMENSION_GRID,

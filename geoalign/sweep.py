@@ -34,7 +34,6 @@ The same cluster machinery splits a large ε-join into row blocks:
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import functools
@@ -58,27 +57,30 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ._io import atomic_path, atomic_write_json, read_config_file
+from ._registry import resolve_target
 from ._validation import check_array, check_choice, check_int, check_nonnegative_scalar
+from ._warnings import deprecated_aliases
 
 __all__ = [
     "Grid",
     "SweepSummary",
     "SweepResult",
     "SweepInterrupted",
-    "Study",
     "run_sweep",
     "cell_key",
-    "register_study",
-    "get_study",
-    "list_studies",
-    "run_study",
-    "concentration_study",
     "connect_client",
     "distributed_fiber_product",
     "BlockedFiberProduct",
-    "configure_parser",
-    "run_cli",
 ]
+
+# moved out of this module (issue 13): the study registry and the built-in studies to
+# geoalign.studies, the ``geoalign sweep`` command line to geoalign.cli.sweep
+_MOVED = {**{name: "geoalign.studies" for name in ("Study", "register_study", "get_study", "list_studies",
+                                                   "run_study", "concentration_study")},
+          **{name: "geoalign.cli.sweep" for name in ("configure_parser", "run_cli")}}
+__getattr__ = deprecated_aliases(__name__, {
+    name: (f"{module}.{name}", functools.partial(resolve_target, f"{module}:{name}"))
+    for name, module in _MOVED.items()})
 
 EXECUTORS = ("serial", "processes", "dask")
 # No dashboard; the scheduler's small HTTP server (health, metrics) still starts, so give it a
@@ -917,140 +919,6 @@ def run_sweep(func: Callable, grid: Grid | Mapping, *, executor: str | None = No
     return result
 
 
-# --------------------------------------------------------------------------- studies
-@dataclasses.dataclass(frozen=True)
-class Study:
-    """A registered study: a function, its default grid and its label columns."""
-
-    name: str
-    func: Callable
-    default_grid: Grid
-    description: str = ""
-    labels: tuple = ()
-
-
-_STUDIES: dict[str, Study] = {}
-
-
-def register_study(name: str, func: Callable, default_grid: Grid | Mapping, *,
-                   description: str = "", labels: Sequence[str] = (), overwrite: bool = False) -> Study:
-    """Add a study to the registry used by :func:`run_study` and ``geoalign sweep``.
-
-    Raises ``ValueError`` if ``name`` is taken (unless ``overwrite``) or the
-    default grid does not fit ``func``'s signature.
-    """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"study name must be a non-empty string, got {name!r}")
-    if name in _STUDIES and not overwrite:
-        raise ValueError(f"study {name!r} is already registered; pass overwrite=True to replace it")
-    grid = default_grid if isinstance(default_grid, Grid) else Grid.from_dict(default_grid)
-    _check_signature(func, grid)
-    doc = description or (inspect.getdoc(func) or "").split("\n")[0]
-    study = Study(name=name, func=func, default_grid=grid, description=doc, labels=tuple(labels))
-    _STUDIES[name] = study
-    return study
-
-
-def _load_builtin_studies() -> None:
-    """Import :mod:`geoalign.studies`, which registers the built-in studies (once)."""
-    importlib.import_module("geoalign.studies")
-
-
-def get_study(name: str) -> Study:
-    """The registered study called ``name``."""
-    _load_builtin_studies()
-    if name not in _STUDIES:
-        raise KeyError(f"unknown study {name!r}; registered: {', '.join(sorted(_STUDIES)) or 'none'}")
-    return _STUDIES[name]
-
-
-def list_studies() -> dict[str, Study]:
-    """All registered studies by name."""
-    _load_builtin_studies()
-    return dict(sorted(_STUDIES.items()))
-
-
-def run_study(name: str, grid: Grid | Mapping | None = None, **kwargs: Any) -> SweepResult:
-    """Run the registered study ``name`` on ``grid`` (default: its default grid).
-
-    ``kwargs`` go to :func:`run_sweep`.
-    """
-    study = get_study(name)
-    return run_sweep(study.func, study.default_grid if grid is None else grid, name=name,
-                     labels=study.labels, **kwargs)
-
-
-def concentration_study(d: int, sigma: float, n: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Concentration of true-pair distances (docs/design/mathematics.md, Statement 3).
-
-    Draw shared signals :math:`s_i \\sim N(0, I_d)` and embeddings
-    :math:`f_i = s_i + \\sigma\\xi_i`, :math:`g_i = s_i + \\sigma\\zeta_i` with
-    standard Gaussian noise.  True-pair distances are
-    :math:`\\|f_i-g_i\\| = \\sigma\\|\\xi_i-\\zeta_i\\| = \\sigma\\sqrt2\\,\\chi_d`, so
-
-    .. math::
-
-        \\mathbb E\\|f_i-g_i\\| = 2\\sigma\\,\\frac{\\Gamma((d+1)/2)}{\\Gamma(d/2)}
-        \\approx \\sigma\\sqrt{2d},\\qquad
-        \\operatorname{sd} \\to \\sigma \\ \\text{(relative spread} \\sim 1/\\sqrt{2d}).
-
-    Impostor pairs :math:`(f_i, g_j)`, :math:`j\\ne i`, sit at about
-    :math:`\\sqrt{2d(1+\\sigma^2)}`.
-
-    Parameters
-    ----------
-    d : int
-        Embedding dimension.
-    sigma : float
-        Noise level, >= 0.
-    n : int
-        Number of pairs.
-    seed : int
-
-    Returns
-    -------
-    dict
-        ``mean_distance``, ``std_distance``, ``predicted_mean`` (exact χ mean),
-        ``sqrt_2d_sigma`` (:math:`\\sigma\\sqrt{2d}`), ``ratio_to_sqrt_2d``,
-        ``relative_std``, ``impostor_mean_distance``, ``impostor_predicted``,
-        ``separation`` ((impostor mean - true mean) / true sd).
-    """
-    from scipy.special import gammaln
-
-    d = check_int(d, "d", minimum=1)
-    n = check_int(n, "n", minimum=2)
-    sigma = check_nonnegative_scalar(sigma, "sigma")
-    rng = np.random.default_rng(seed)
-    s = rng.standard_normal((n, d))
-    f = s + sigma * rng.standard_normal((n, d))
-    g = s + sigma * rng.standard_normal((n, d))
-    true = np.linalg.norm(f - g, axis=1)
-    impostor = np.linalg.norm(f - np.roll(g, 1, axis=0), axis=1)  # g_{i-1}: an independent signal
-    mean, std = float(true.mean()), float(true.std(ddof=1))
-    exact = 2.0 * sigma * math.exp(gammaln((d + 1) / 2) - gammaln(d / 2))
-    approx = sigma * math.sqrt(2 * d)
-    imp_exact = 2.0 * math.sqrt(1 + sigma ** 2) * math.exp(gammaln((d + 1) / 2) - gammaln(d / 2))
-    return {
-        "mean_distance": mean,
-        "std_distance": std,
-        "predicted_mean": exact,
-        "sqrt_2d_sigma": approx,
-        "ratio_to_sqrt_2d": mean / approx if approx > 0 else float("nan"),
-        "relative_std": std / mean if mean > 0 else float("nan"),
-        "impostor_mean_distance": float(impostor.mean()),
-        "impostor_predicted": imp_exact,
-        "separation": (float(impostor.mean()) - mean) / std if std > 0 else float("inf"),
-    }
-
-
-register_study(
-    "concentration", concentration_study,
-    Grid(product={"d": [2, 8, 32, 128, 512], "sigma": [0.1, 0.5, 1.0]}, zipped={"n": [2000]},
-         seeds=[0, 1, 2]),
-    description="true-pair distances of f = s + σξ, g = s + σζ concentrate at σ√(2d) (§2.2.3)",
-)
-
-
 # --------------------------------------------------------------------------- blocked ε-join
 @dataclasses.dataclass
 class BlockedFiberProduct:
@@ -1190,103 +1058,3 @@ def distributed_fiber_product(X: Any, Y: Any, eps: float, client_or_scheduler: A
     return BlockedFiberProduct(pairs=pairs, distances=distances, count=int(pairs.shape[0]),
                                shape=(X.shape[0], Y.shape[0]), eps=eps, n_blocks=len(starts),
                                metric=metric)
-
-
-# --------------------------------------------------------------------------- CLI
-def _parse_value(text: str) -> Any:
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text.strip()
-
-
-def _parse_assignment(text: str, option: str) -> tuple[str, list]:
-    name, sep, values = text.partition("=")
-    if not sep or not name.strip() or not values.strip():
-        raise ValueError(f"{option} expects name=v1,v2,..., got {text!r}")
-    return name.strip(), [_parse_value(v) for v in values.split(",")]
-
-
-def _grid_from_args(args: argparse.Namespace, study: Study) -> Grid:
-    base = Grid.from_file(args.grid) if args.grid else study.default_grid
-    product, zipped = dict(base.product), dict(base.zipped)
-    for option, target, other in (("--param", product, zipped), ("--zip", zipped, product)):
-        for text in (args.param if option == "--param" else args.zip) or []:
-            name, values = _parse_assignment(text, option)
-            other.pop(name, None)
-            target[name] = values
-    seeds = base.seeds
-    if args.seeds:
-        try:
-            seeds = [int(s) for s in args.seeds.split(",")]
-        except ValueError:
-            raise ValueError(f"--seeds expects comma-separated integers such as 0,1,2; got "
-                             f"{args.seeds!r}") from None
-    return Grid(product=product, zipped=zipped, seeds=seeds)
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``geoalign sweep``."""
-    parser.add_argument("study", nargs="?", help="registered study (see --list)")
-    parser.add_argument("--list", action="store_true", help="list the registered studies and exit")
-    parser.add_argument("--grid", help="grid file (.json or .toml) with product/zipped/seeds; "
-                        "replaces the study's default grid")
-    parser.add_argument("--param", action="append", metavar="NAME=V1,V2",
-                        help="product axis (repeatable); overrides that axis of the grid")
-    parser.add_argument("--zip", action="append", metavar="NAME=V1,V2",
-                        help="zipped axis (repeatable; all zipped axes must have equal length)")
-    parser.add_argument("--seeds", metavar="S1,S2", help="seeds, e.g. 0,1,2")
-    parser.add_argument("--executor", choices=EXECUTORS, default=None,
-                        help="default: dask (a LocalCluster unless --scheduler), "
-                             "processes when dask.distributed is missing")
-    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="running Dask scheduler")
-    parser.add_argument("--workers", type=int, default=None, help="local workers (default: CPU count)")
-    parser.add_argument("--out", default=None, help="output folder (default: sweep-results/STUDY)")
-    parser.add_argument("--cache-dir", default=None, help="cell cache (default: OUT/cache)")
-    parser.add_argument("--connect-timeout", type=float, default=5.0, help="seconds (default 5)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """``geoalign sweep``: run a registered study; exit 1 if any cell failed."""
-    if args.list or not args.study:
-        for name, study in list_studies().items():
-            print(f"{name:<16} {len(study.default_grid):>5} cells  {study.description}")
-        return 0 if args.list else 2
-    try:
-        study = get_study(args.study)
-        grid = _grid_from_args(args, study)
-    except (KeyError, ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"geoalign sweep: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        return 2
-    executor = args.executor
-    if executor is None:
-        if args.scheduler:
-            executor = "dask"
-        else:
-            try:
-                import distributed  # noqa: F401
-
-                executor = "dask"
-            except ImportError:
-                executor = "processes"
-    out = Path(args.out) if args.out else Path("sweep-results") / args.study
-    try:
-        result = run_study(args.study, grid, executor=executor, n_workers=args.workers,
-                           scheduler=args.scheduler, out=out, cache_dir=args.cache_dir,
-                           progress=not args.no_progress, verbose=True,
-                           connect_timeout=args.connect_timeout)
-    except SweepInterrupted:
-        return 130
-    except (ValueError, TypeError, ConnectionError) as exc:
-        print(f"geoalign sweep: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"results: {result.path}")
-    return 1 if result.summary.failed else 0

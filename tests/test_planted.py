@@ -102,7 +102,7 @@ def test_bad_split_arguments():
 
 
 def test_planted_training_source_splits_are_class_disjoint():
-    from geoalign.train import load_dataset
+    from geoalign.data.sources import load_dataset
 
     seen = load_dataset({"source": "planted", "n": 300, "split": "seen", "dim": 16, "shared_rank": 3,
                          "private_ranks": [2, 2]})

@@ -11,7 +11,9 @@ from scipy.spatial.distance import cdist
 
 from geoalign import studies
 from geoalign.data.planted import PlantedAlignment
-from geoalign.sweep import Grid, configure_parser, get_study, list_studies, run_cli, run_study, run_sweep
+from geoalign.cli.sweep import configure_parser, run_cli
+from geoalign.studies import get_study, list_studies, run_study
+from geoalign.sweep import Grid, run_sweep
 
 QUIET = {"executor": "serial", "progress": False, "verbose": False}
 BUILTIN = ("epsilon", "dimension", "perturbation", "decomposition", "training")

@@ -16,19 +16,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from geoalign.sweep import (
-    Grid,
-    SweepInterrupted,
-    cell_key,
-    concentration_study,
-    configure_parser,
-    get_study,
-    list_studies,
-    register_study,
-    run_cli,
-    run_study,
-    run_sweep,
-)
+from geoalign.cli.sweep import configure_parser, run_cli
+from geoalign.studies import concentration_study, get_study, list_studies, register_study, run_study
+from geoalign.sweep import Grid, SweepInterrupted, cell_key, run_sweep
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO = TESTS_DIR.parent
@@ -388,9 +378,9 @@ def test_registry():
         assert run_study("affine-test", progress=False, verbose=False).summary.done == 2
         assert study.description == ""
     finally:
-        from geoalign import sweep as mod
+        from geoalign.studies import STUDIES
 
-        mod._STUDIES.pop("affine-test")
+        STUDIES.pop("affine-test")
 
 
 def _cli(argv):

@@ -17,9 +17,9 @@ from geoalign.sweep import (  # noqa: E402
     Grid,
     connect_client,
     distributed_fiber_product,
-    run_study,
     run_sweep,
 )
+from geoalign.studies import run_study  # noqa: E402
 
 
 def affine(a, b, seed=0):
@@ -221,7 +221,7 @@ def test_distributed_join_accepts_torch_tensors(client, rng):
 def test_cli_on_a_running_scheduler(client, tmp_path, capsys):
     import argparse
 
-    from geoalign.sweep import configure_parser, run_cli
+    from geoalign.cli.sweep import configure_parser, run_cli
 
     parser = argparse.ArgumentParser()
     configure_parser(parser)

@@ -9,8 +9,9 @@ import torch
 from geoalign.models.base import AlignmentEstimator, NotFittedError, get_model_class
 from geoalign.models.contrastive import LinearContrastive, symmetric_info_nce
 from geoalign.metrics import retrieval_metrics
-from geoalign.train import (configure_eval_parser, configure_train_parser, load_config,
-                            load_dataset, run_eval_cli, run_train_cli)
+from geoalign.cli.train import (configure_eval_parser, configure_train_parser, load_config,
+                                run_eval_cli, run_train_cli)
+from geoalign.data.sources import load_dataset
 
 
 def planted(n=200, d_a=12, d_b=9, k=3, noise=0.05, seed=0, n_classes=4):

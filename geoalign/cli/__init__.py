@@ -1,9 +1,11 @@
 """The ``geoalign`` command line.
 
-Subcommands are registered in :data:`COMMANDS` as ``name -> (module, help)``
-or ``name -> (module, help, configure_function, run_function)``.  The module is
-imported only when its subcommand runs, and defines ``configure_parser(parser)``
-(add its arguments) and ``run_cli(args) -> int`` unless other names are given.
+Subcommands are registered in :data:`COMMANDS` (a
+:class:`~geoalign._registry.Registry`) as ``name -> (module, help)`` or ``name ->
+(module, help, configure_function, run_function)``; add one with
+:func:`register_command`.  The module is imported only when its subcommand runs,
+and defines ``configure_parser(parser)`` (add its arguments) and ``run_cli(args)
+-> int`` unless other names are given.
 Bad input raised as ValueError/TypeError/KeyError/OSError (a missing, unreadable or
 unwritable path) is printed as one line and exits with status 2; Ctrl-C exits with
 status 130 and "rerun the same command to resume" (set ``GEOALIGN_DEBUG=1`` for
@@ -18,17 +20,25 @@ import os
 import platform
 import sys
 
-__all__ = ["main", "COMMANDS", "USER_ERRORS"]
+from .._registry import Registry, resolve_target
 
-COMMANDS: dict[str, tuple[str, ...]] = {
+__all__ = ["main", "COMMANDS", "USER_ERRORS", "register_command"]
+
+COMMANDS = Registry("command", {
     "info": ("geoalign.cli", "print versions, devices and threads"),
     "figures": ("geoalign.figures", "regenerate the paper's figures and tables"),
-    "sweep": ("geoalign.sweep", "parameter sweeps: local processes or a Dask cluster"),
-    "train": ("geoalign.train", "train a model from a JSON/TOML config",
+    "sweep": ("geoalign.cli.sweep", "parameter sweeps: local processes or a Dask cluster"),
+    "train": ("geoalign.cli.train", "train a model from a JSON/TOML config",
               "configure_train_parser", "run_train_cli"),
-    "eval": ("geoalign.train", "evaluate a saved model on paired data (retrieval metrics)",
+    "eval": ("geoalign.cli.train", "evaluate a saved model on paired data (retrieval metrics)",
              "configure_eval_parser", "run_eval_cli"),
-}
+})
+
+
+def register_command(name: str, module: str, help_text: str, configure: str = "configure_parser",
+                     run: str = "run_cli") -> None:
+    """Add ``geoalign NAME``: ``module`` defines ``configure(parser)`` and ``run(args) -> int``."""
+    COMMANDS.register(name, (module, help_text, configure, run), replace=True)
 
 
 #: exceptions that mean bad input (exit status 2 with one line); OSError covers unreadable or
@@ -107,12 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     ns = top.parse_args(argv[:1])
     module_name, help_text, *functions = COMMANDS[ns.command]
     configure_name, run_name = functions or ("configure_parser", "run_cli")
-    module = importlib.import_module(module_name)
     sub = argparse.ArgumentParser(prog=f"geoalign {ns.command}", description=help_text)
-    getattr(module, configure_name)(sub)
+    resolve_target(f"{module_name}:{configure_name}")(sub)
     args = sub.parse_args(argv[1:])
+    run = resolve_target(f"{module_name}:{run_name}")
     try:
-        return int(getattr(module, run_name)(args) or 0)
+        return int(run(args) or 0)
     except KeyboardInterrupt:
         # Ctrl-C: finished work is saved atomically (checkpoints, sweep cells, figures)
         if os.environ.get("GEOALIGN_DEBUG"):
@@ -127,6 +137,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"geoalign {ns.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -9,24 +9,11 @@ every figure and table of the paper from embedded data, and writes
 from __future__ import annotations
 
 import argparse
-import importlib
 
-from .registry import FIGURES, FigureContext, FigureOutput, figure, make_figures
+from .registry import FIGURES, FigureContext, FigureOutput, figure, load_all, make_figures
 
 __all__ = ["FIGURES", "FigureContext", "FigureOutput", "figure", "make_figures", "load_all",
            "configure_parser", "run_cli"]
-
-# Modules whose import registers figures (one per topic of the paper).
-_FIGURE_MODULES: tuple[str, ...] = ("fiber_figs", "geometry", "transport_figs", "training_figs",
-                                     "regimes_figs")
-
-
-def load_all() -> dict:
-    """Import every figure module so that the registry is complete."""
-    for mod in _FIGURE_MODULES:
-        importlib.import_module(f"{__name__}.{mod}")
-    return FIGURES
-
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``geoalign figures``."""

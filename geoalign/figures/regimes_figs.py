@@ -1,7 +1,7 @@
 r"""Figures of the semi-paired and transductive regimes (studies ``semi_paired``, ``transductive``).
 
 Each figure runs its study (:mod:`geoalign.studies`) through
-:func:`geoalign.sweep.run_study` with the cell cache ``.sweep_cache/<study>``
+:func:`geoalign.studies.run_study` with the cell cache ``.sweep_cache/<study>``
 (so cells computed by ``benchmarks/regimes.py`` are reused) and plots, per data
 set, the unseen-class cross-view mAP@all of the three arms — QSMA with every
 term (one curve per alignment weight), QSMA contrastive-only, CCA — as mean
@@ -121,7 +121,7 @@ def _run(name: str, ctx: FigureContext, width: float):
     """Run (or load) the study; its frame, summary and one empty panel per data set."""
     import matplotlib.pyplot as plt
 
-    from ..sweep import get_study, run_study
+    from ..studies import get_study, run_study
 
     grid = quick_grid(name) if ctx.quick else get_study(name).default_grid
     cache = None if ctx.quick else Path(".sweep_cache") / name

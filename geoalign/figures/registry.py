@@ -35,12 +35,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .._io import atomic_path, atomic_write_json, atomic_write_text
+from .._registry import Registry
 
 __all__ = [
     "FigureContext",
     "FigureOutput",
     "figure",
     "FIGURES",
+    "load_all",
     "make_figures",
     "package_versions",
     "FigureCacheError",
@@ -128,21 +130,59 @@ class _Entry:
     description: str
 
 
-FIGURES: dict[str, _Entry] = {}
+def _entry_of(func: Any) -> _Entry:
+    """The :class:`_Entry` that :func:`figure` attached to a figure function."""
+    entry = getattr(func, "__figure_entry__", None)
+    if not isinstance(entry, _Entry):
+        raise ValueError(f"{getattr(func, '__module__', '?')}:{getattr(func, '__qualname__', func)} is "
+                         "listed in FIGURES but not decorated with @figure(name, ...)")
+    return entry
+
+
+#: figure name -> its function, ``"module:function"`` (imported when used, in this order); the
+#: function is decorated with :func:`figure`, which gives its kind and description.  A figure
+#: module is never skipped: every entry is imported by :func:`load_all`, and a test checks
+#: that every ``@figure`` in ``geoalign/figures`` is listed here.
+FIGURES = Registry("figure", {
+    "fiber_curves": "geoalign.figures.fiber_figs:fiber_curves_figure",
+    "robustness": "geoalign.figures.fiber_figs:robustness_figure",
+    "dimension": "geoalign.figures.fiber_figs:dimension_figure",
+    "decomposition": "geoalign.figures.geometry:decomposition_figure",
+    "barycenters": "geoalign.figures.geometry:barycenters_figure",
+    "wasserstein_barycenter": "geoalign.figures.transport_figs:wasserstein_barycenter_figure",
+    "qsma_training": "geoalign.figures.training_figs:qsma_training_figure",
+    "comparison": "geoalign.figures.training_figs:comparison_table",
+    "semi_paired": "geoalign.figures.regimes_figs:semi_paired_figure",
+    "transductive": "geoalign.figures.regimes_figs:transductive_figure",
+}, loader=_entry_of)
 
 
 def figure(name: str, kind: str = "figure", description: str = ""):
-    """Decorator registering a figure (or table) function under ``name``."""
+    """Decorator declaring a figure (or table) function ``name``.
+
+    A function listed in :data:`FIGURES` (the paper's figures) gets its kind and
+    description here; any other is registered under ``name`` (a name taken by
+    another function raises ``ValueError``).
+    """
     if kind not in ("figure", "table"):
         raise ValueError(f"kind must be 'figure' or 'table', got {kind!r}")
 
     def register(func: Callable[[FigureContext], FigureOutput]):
+        entry = _Entry(name, func, kind, description or (func.__doc__ or "").strip().split("\n")[0])
+        func.__figure_entry__ = entry
         if name in FIGURES:
-            raise ValueError(f"figure {name!r} is already registered")
-        FIGURES[name] = _Entry(name, func, kind, description or (func.__doc__ or "").strip().split("\n")[0])
+            if FIGURES.target(name) != f"{func.__module__}:{func.__qualname__}":
+                raise ValueError(f"figure {name!r} is already registered")
+        else:
+            FIGURES.register(name, entry)
         return func
 
     return register
+
+
+def load_all() -> dict[str, _Entry]:
+    """Import every figure module of :data:`FIGURES`; ``{name: entry}`` in registry order."""
+    return FIGURES.load_all()
 
 
 def package_versions() -> dict[str, str]:
@@ -255,8 +295,6 @@ def figure_status(out_dir: str | Path = "figures", quick: bool = False, seed: in
     files exist; ``stale``: the entry exists but the code, settings or files changed;
     ``missing``: no entry.  Raises :class:`FigureCacheError` for a corrupt manifest.
     """
-    from . import load_all
-
     load_all()
     out_dir = Path(out_dir)
     manifest = _read_manifest(out_dir / MANIFEST_FILE, force=False)
@@ -447,8 +485,6 @@ def make_figures(
         If ``manifest.json`` or ``numbers.tex`` in ``out_dir`` cannot be read and
         ``force`` is false (one line naming the file and ``--force``).
     """
-    from . import load_all
-
     load_all()
     names = list(FIGURES) if not only else list(only)
     unknown = [n for n in names if n not in FIGURES]

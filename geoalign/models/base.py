@@ -27,7 +27,6 @@ them; use :func:`register_model` to add one.
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 import io
 import os
@@ -39,6 +38,7 @@ import numpy as np
 from .._backend import check_same_device, is_torch, like, resolve_device, to_numpy
 from .._estimator import NotFittedError, TwoViewEstimator
 from .._io import atomic_write_bytes
+from .._registry import Registry
 from .._validation import check_array, check_same_length
 
 __all__ = ["AlignmentEstimator", "MODEL_REGISTRY", "register_model", "get_model_class",
@@ -47,31 +47,26 @@ __all__ = ["AlignmentEstimator", "MODEL_REGISTRY", "register_model", "get_model_
 SAVE_FORMAT = "geoalign.model/1"
 
 #: model name -> "module:Class" (imported lazily) or the class itself
-MODEL_REGISTRY: dict[str, Any] = {
+MODEL_REGISTRY = Registry("model", {
     "linear_contrastive": "geoalign.models.contrastive:LinearContrastive",
     "qsma": "geoalign.models.qsma:QSMA",
     "sspc": "geoalign.models.sspc:SSPC",
     "cfsa": "geoalign.models.cfsa:CFSA",
     "unicode": "geoalign.models.codebook:UniCode",
-}
+})
 
 
-def register_model(name: str, target: Any) -> None:
-    """Register ``target`` (a class or ``"module:Class"``) under ``name`` for configs and the CLI."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"model name must be a non-empty string, got {name!r}")
-    MODEL_REGISTRY[name] = target
+def register_model(name: str, target: Any = None):
+    """Register ``target`` (a class or ``"module:Class"``) under ``name`` for configs and the CLI.
+
+    Without ``target``, a class decorator.  Registering a name again replaces it.
+    """
+    return MODEL_REGISTRY.register(name, target, replace=True)
 
 
 def get_model_class(name: str) -> type:
-    """The estimator class registered under ``name``."""
-    if name not in MODEL_REGISTRY:
-        raise ValueError(f"unknown model {name!r}; registered: {', '.join(sorted(MODEL_REGISTRY))}")
-    target = MODEL_REGISTRY[name]
-    if isinstance(target, str):
-        module, _, attr = target.partition(":")
-        target = getattr(importlib.import_module(module), attr)
-    return target
+    """The estimator class registered under ``name`` (``ValueError`` listing the names if unknown)."""
+    return MODEL_REGISTRY[name]
 
 
 def _class_path(klass: type) -> str:
@@ -95,7 +90,8 @@ def _registered_class(state: dict, path: Path) -> type:
     target = state.get("class")
     if not isinstance(target, str):
         raise ValueError(f"{path} does not name its model class; it is not a saved geoalign model")
-    for reg_name, reg_target in MODEL_REGISTRY.items():
+    for reg_name in MODEL_REGISTRY:
+        reg_target = MODEL_REGISTRY.target(reg_name)
         reg_path = reg_target if isinstance(reg_target, str) else _class_path(reg_target)
         if reg_path == target:
             return get_model_class(reg_name)
@@ -313,7 +309,8 @@ class AlignmentEstimator(TwoViewEstimator):
     # -- persistence ----------------------------------------------------------------
     @classmethod
     def _registry_name(cls) -> str:
-        for name, target in MODEL_REGISTRY.items():
+        for name in MODEL_REGISTRY:
+            target = MODEL_REGISTRY.target(name)
             if target is cls or target == _class_path(cls):
                 return name
         raise ValueError(f"{cls.__name__} is not registered; call "

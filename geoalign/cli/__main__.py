@@ -1,0 +1,6 @@
+"""``python -m geoalign.cli``: the ``geoalign`` command."""
+import sys
+
+from . import main
+
+sys.exit(main())
