@@ -56,10 +56,10 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ._io import atomic_path, atomic_write_json, read_config_file
-from ._registry import resolve_target
-from ._validation import check_array, check_choice, check_int, check_nonnegative_scalar
-from ._warnings import deprecated_aliases
+from .._io import atomic_path, atomic_write_json, read_config_file
+from .._registry import resolve_target
+from .._validation import check_array, check_choice, check_int, check_nonnegative_scalar
+from .._warnings import deprecated_aliases
 
 __all__ = [
     "Grid",
@@ -78,7 +78,7 @@ __all__ = [
 _MOVED = {**{name: "geoalign.studies" for name in ("Study", "register_study", "get_study", "list_studies",
                                                    "run_study", "concentration_study")},
           **{name: "geoalign.cli.sweep" for name in ("configure_parser", "run_cli")}}
-__getattr__ = deprecated_aliases(__name__, {
+__getattr__ = deprecated_aliases("geoalign.sweep", {
     name: (f"{module}.{name}", functools.partial(resolve_target, f"{module}:{name}"))
     for name, module in _MOVED.items()})
 
@@ -256,7 +256,7 @@ def _function_identity(func: Callable, version: str | None) -> str:
             module = inspect.getmodule(func)
             source = inspect.getsource(module if module is not None else func)
             if name.startswith("geoalign."):
-                from . import __version__
+                from .. import __version__
                 source += f"\ngeoalign=={__version__}"
             fingerprint = hashlib.sha256(source.encode()).hexdigest()[:16]
         except (OSError, TypeError):
@@ -954,7 +954,7 @@ class BlockedFiberProduct:
 
     def as_fiber_product(self):
         """The same pairs as a :class:`geoalign.fiber.FiberProduct` (imports torch)."""
-        from .fiber import FiberProduct
+        from ..fiber import FiberProduct
 
         return FiberProduct(self.pairs, self.distances, self.eps, self.metric, tuple(self.shape))
 
@@ -979,7 +979,7 @@ class BlockedFiberProduct:
 def _fiber_block(x_block, y, eps: float, row0: int, join: Any, kwargs: dict):
     """Worker side: join one row block and shift its row indices by ``row0``."""
     if join is None:
-        from .fiber import fiber_product as join
+        from ..fiber import fiber_product as join
     res = join(x_block, y, eps, **kwargs)
     pairs = np.asarray(res.pairs, dtype=np.int64).reshape(-1, 2).copy()
     pairs[:, 0] += row0
@@ -1023,7 +1023,7 @@ def distributed_fiber_product(X: Any, Y: Any, eps: float, client_or_scheduler: A
     -------
     BlockedFiberProduct
     """
-    from ._backend import to_numpy
+    from .._backend import to_numpy
 
     X = check_array(X, "X", ndim=2)
     Y = check_array(Y, "Y", ndim=2)
