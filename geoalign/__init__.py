@@ -89,7 +89,7 @@ _EXPORTS: dict[str, str] = {
     "Study": "studies",
     "SweepResult": "sweep",
     "SweepSummary": "sweep",
-    "distributed_fiber_product": "sweep",
+    "distributed_fiber_product": "fiber_distributed",
     "register_study": "studies",
     "run_study": "studies",
     "run_sweep": "sweep",

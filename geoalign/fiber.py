@@ -165,6 +165,10 @@ class FiberProduct:
         ``(n, m)``: the numbers of rows of ``X`` and ``Y`` that were joined.
     offset : tuple of int
         ``(row_offset, col_offset)`` added to the indices in ``pairs``.
+    n_blocks : int
+        Row blocks the join was split into by
+        :func:`geoalign.fiber_distributed.distributed_fiber_product` (1 otherwise;
+        0 for an empty distributed join).
     """
 
     pairs: Any
@@ -173,6 +177,7 @@ class FiberProduct:
     metric: str
     shape: tuple
     offset: tuple = (0, 0)
+    n_blocks: int = 1
 
     @property
     def count(self) -> int:

@@ -55,7 +55,8 @@ import numpy as np
 
 from ._validation import check_choice, check_int, check_nonnegative_scalar, check_positive_scalar
 from ._registry import Registry
-from .sweep import Grid, SweepResult, _check_signature, run_sweep
+from .sweep import Grid, SweepResult, run_sweep
+from .sweep.cache import _check_signature
 
 __all__ = [
     "STUDIES",

@@ -225,15 +225,19 @@ MOVED = [
     ("geoalign.sweep", "concentration_study", "geoalign.studies"),
     ("geoalign.sweep", "configure_parser", "geoalign.cli.sweep"),
     ("geoalign.sweep", "run_cli", "geoalign.cli.sweep"),
+    ("geoalign.sweep", "distributed_fiber_product", "geoalign.fiber_distributed"),
+    ("geoalign.sweep", "BlockedFiberProduct", "geoalign.fiber.FiberProduct"),
 ]
 
 
 @pytest.mark.parametrize("old, name, new", MOVED, ids=[f"{o}.{n}" for o, n, _ in MOVED])
 def test_moved_names_still_work_with_a_warning(old, name, new):
     module = importlib.import_module(old)
-    with pytest.warns(GeoalignDeprecationWarning, match=f"{old}.{name} is deprecated; use {new}.{name}"):
+    new_module, new_name = (new.rsplit(".", 1) if new[new.rfind(".") + 1].isupper() else (new, name))
+    with pytest.warns(GeoalignDeprecationWarning,
+                      match=f"{old}.{name} is deprecated; use {new_module}.{new_name} instead"):
         obj = getattr(module, name)
-    assert obj is getattr(importlib.import_module(new), name)
+    assert obj is getattr(importlib.import_module(new_module), new_name)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(AttributeError, match="no attribute 'nope'"):

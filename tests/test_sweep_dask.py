@@ -11,14 +11,9 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from geoalign.sweep import (  # noqa: E402
-    BlockedFiberProduct,
-    LOCAL_CLUSTER_QUIET,
-    Grid,
-    connect_client,
-    distributed_fiber_product,
-    run_sweep,
-)
+from geoalign.fiber import FiberProduct  # noqa: E402
+from geoalign.fiber_distributed import distributed_fiber_product  # noqa: E402
+from geoalign.sweep import LOCAL_CLUSTER_QUIET, Grid, connect_client, run_sweep  # noqa: E402
 from geoalign.studies import run_study  # noqa: E402
 
 
@@ -161,7 +156,7 @@ def test_distributed_join_matches_brute_force(client, rng, block_rows):
     eps = 2.5
     ref = brute_join(X, Y, eps)
     got = distributed_fiber_product(X, Y, eps, client, block_rows=block_rows, join=brute_join)
-    assert isinstance(got, BlockedFiberProduct)
+    assert isinstance(got, FiberProduct)
     assert got.count == ref.count > 0 and got.shape == (53, 41)
     assert got.n_blocks == -(-53 // block_rows)
     assert len(got) == got.count and got.rho == pytest.approx(ref.count / (53 * 41))
@@ -205,7 +200,7 @@ def test_distributed_join_with_geoalign_fiber(client, rng):
     assert a.shape == b.shape == (300, 250) and a.nnz == b.nnz == whole.count
     np.testing.assert_allclose(a.toarray(), b.toarray(), rtol=1e-6, atol=1e-6)
     cos = distributed_fiber_product(X, Y, 0.5, client, block_rows=64, metric="cosine")
-    assert cos.metric == "cosine" and cos.as_fiber_product().metric == "cosine"
+    assert cos.metric == "cosine" and cos.to_sparse().nnz == cos.count
     assert cos.count == fiber.fiber_product(X, Y, 0.5, metric="cosine").count
 
 
