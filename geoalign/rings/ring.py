@@ -81,12 +81,12 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from ._backend import (check_same_device, default_num_threads, is_torch, namespace, to_numpy, to_torch,
+from .._backend import (check_same_device, default_num_threads, is_torch, namespace, to_numpy, to_torch,
                        torch_module, torch_num_threads)
-from ._validation import check_choice, check_finite, check_int
+from .._validation import check_choice, check_finite, check_int
 
 try:  # optional compiled kernel (built by `pip install` where a C compiler exists)
-    from . import _ringmul
+    from .. import _ringmul
 except ImportError:  # pragma: no cover - depends on the build
     _ringmul = None
 
