@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import geoalign.rings as rings
-from geoalign.rings import HAVE_COMPILED_KERNEL, MAX_MODULUS, PolyDivMod, PolyRing, _limb_plan, fft_error_bound
+from geoalign.rings import HAVE_COMPILED_KERNEL, MAX_MODULUS, PolyDivMod, PolyRing, fft_error_bound
+from geoalign.rings.kernels import _limb_plan
 
 flint = pytest.importorskip("flint")
 sympy = pytest.importorskip("sympy")

@@ -31,6 +31,7 @@ from .results import SweepInterrupted, SweepResult, SweepSummary
 __all__ = ["Grid", "SweepSummary", "SweepResult", "SweepInterrupted", "run_sweep", "cell_key",
            "connect_client", "EXECUTORS", "LOCAL_CLUSTER_QUIET", "RESERVED_NAMES"]
 
+
 # moved out of this package (issue 13): old name -> "module:attr" of the new one
 _MOVED = {
     **{name: f"geoalign.studies:{name}" for name in ("Study", "register_study", "get_study",
