@@ -105,48 +105,10 @@ from .._validation import check_array, check_choice, check_int, check_nonnegativ
     check_positive_scalar
 from ._inner import InnerAdam, freeze, inner_steps
 from .base import AlignmentEstimator
-from .sspc import _Standardized
+from .encoders import StandardizedNet, mlp
+from .losses import gaussian_mmd2, gradient_penalty
 
 __all__ = ["gradient_penalty", "gaussian_mmd2", "digit_glyph_semantics", "CFSAModule", "CFSA"]
-
-
-def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, condition: torch.Tensor,
-                     weight: float = 10.0, alpha: torch.Tensor | None = None) -> torch.Tensor:
-    r"""WGAN-GP penalty :math:`\lambda\,\mathbb E[(\lVert\nabla_{\hat x} D(\hat x, c)\rVert_2 - 1)^2]`.
-
-    Parameters
-    ----------
-    critic : callable ``critic(x, c) -> shape=[B] or [B, 1]``
-    real, fake : Tensor, shape=[B, d]
-    condition : Tensor, shape=[B, s]
-    weight : float
-        :math:`\lambda` (10, Gulrajani et al.).
-    alpha : Tensor, shape=[B, 1], optional
-        Interpolation weights; default :math:`U[0, 1]` per sample.
-
-    Returns
-    -------
-    Tensor
-        Scalar, differentiable with respect to the critic's parameters
-        (``create_graph=True``).
-    """
-    if real.shape != fake.shape:
-        raise ValueError(f"real and fake must have the same shape, got {tuple(real.shape)} and "
-                         f"{tuple(fake.shape)}")
-    if alpha is None:
-        alpha = torch.rand(real.shape[0], 1, dtype=real.dtype, device=real.device)
-    with torch.enable_grad():  # also under no_grad (evaluation): the penalty needs the input gradient
-        x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-        out = critic(x_hat, condition)
-        (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
-    return weight * ((grad.norm(dim=1) - 1) ** 2).mean()
-
-
-def gaussian_mmd2(x: torch.Tensor, y: torch.Tensor, bandwidth: float = 1.0) -> torch.Tensor:
-    r"""Biased (V-statistic) squared MMD with kernel :math:`k(u,v) = \exp(-\lVert u-v\rVert^2/(2h^2))`."""
-    def k(u, v):
-        return torch.exp(-torch.cdist(u, v).pow(2) / (2 * bandwidth ** 2)).mean()
-    return k(x, x) + k(y, y) - 2 * k(x, y)
 
 
 def digit_glyph_semantics(size: int = 8, supersample: int = 8, font_family: str = "DejaVu Sans",
@@ -191,15 +153,10 @@ def digit_glyph_semantics(size: int = 8, supersample: int = 8, font_family: str 
     return out
 
 
-def _mlp(n_in: int, hidden: int, n_out: int, leaky: bool = False) -> nn.Sequential:
-    act = nn.LeakyReLU(0.2) if leaky else nn.ReLU()
-    return nn.Sequential(nn.Linear(n_in, hidden), act, nn.Linear(hidden, n_out))
-
-
 class _Critic(nn.Module):
     def __init__(self, n_in: int, sem_dim: int, hidden: int):
         super().__init__()
-        self.net = _mlp(n_in + sem_dim, hidden, 1, leaky=True)
+        self.net = mlp(n_in + sem_dim, hidden, 1, leaky=True)
 
     def forward(self, x, c):
         return self.net(torch.cat([x, c], dim=1)).squeeze(1)
@@ -234,8 +191,8 @@ class CFSAModule(nn.Module):
         self.critic_b = freeze(_Critic(n_features_b, sem_dim, hidden))
         self.critic_opt_a = InnerAdam(list(self.critic_a.parameters()), critic_lr, critic_betas)
         self.critic_opt_b = InnerAdam(list(self.critic_b.parameters()), critic_lr, critic_betas)
-        self.encoder_a = _Standardized(n_features_a, _mlp(n_features_a, hidden, dim))
-        self.encoder_b = _Standardized(n_features_b, _mlp(n_features_b, hidden, dim))
+        self.encoder_a = StandardizedNet(n_features_a, mlp(n_features_a, hidden, dim))
+        self.encoder_b = StandardizedNet(n_features_b, mlp(n_features_b, hidden, dim))
         self.regressor = nn.Linear(dim, sem_dim)
         # softmax classifier over ALL classes in the common space (f-CLSWGAN's final classifier,
         # trained on real seen + synthetic seen and unseen features)

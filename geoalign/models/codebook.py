@@ -61,8 +61,8 @@ from .._validation import check_array, check_choice, check_int, check_nonnegativ
     check_positive_scalar
 from ._inner import InnerAdam, freeze, inner_steps
 from .base import AlignmentEstimator
-from .contrastive import symmetric_info_nce
-from .sspc import _mlp, _Standardized
+from .encoders import StandardizedNet, mlp
+from .losses import symmetric_info_nce
 
 __all__ = ["TOCSelection", "toc_select", "VectorQuantizer", "CLUBEstimator", "UniCodeModule",
            "UniCode"]
@@ -246,10 +246,10 @@ class UniCodeModule(nn.Module):
                  club_hidden: int, cross_reconstruction: bool, toc_k: int | None,
                  embed: str):
         super().__init__()
-        self.encoder_a = _Standardized(n_features_a, _mlp(n_features_a, hidden, dim + specific_dim))
-        self.encoder_b = _Standardized(n_features_b, _mlp(n_features_b, hidden, dim + specific_dim))
-        self.decoder_a = _mlp(dim + specific_dim, hidden, n_features_a)
-        self.decoder_b = _mlp(dim + specific_dim, hidden, n_features_b)
+        self.encoder_a = StandardizedNet(n_features_a, mlp(n_features_a, hidden, dim + specific_dim))
+        self.encoder_b = StandardizedNet(n_features_b, mlp(n_features_b, hidden, dim + specific_dim))
+        self.decoder_a = mlp(dim + specific_dim, hidden, n_features_a)
+        self.decoder_b = mlp(dim + specific_dim, hidden, n_features_b)
         self.quantizer = VectorQuantizer(n_codes, dim, decay, commitment, dead_code_fraction)
         self.club_a = freeze(CLUBEstimator(dim, specific_dim, club_hidden))
         self.club_b = freeze(CLUBEstimator(dim, specific_dim, club_hidden))

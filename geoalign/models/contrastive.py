@@ -27,24 +27,9 @@ from torch import nn
 
 from .._validation import check_int, check_positive_scalar
 from .base import AlignmentEstimator
+from .losses import symmetric_info_nce
 
 __all__ = ["LinearContrastive", "LinearContrastiveModule", "symmetric_info_nce"]
-
-
-def symmetric_info_nce(logits: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-    r"""Symmetric InfoNCE of a ``logits : shape=[B, B]`` matrix (positives on the diagonal).
-
-    With ``y : shape=[B]`` the positives of row ``i`` are all ``j`` with ``y_j = y_i``
-    (soft cross-entropy against the uniform distribution over them).
-    """
-    if y is None:
-        target = torch.arange(logits.shape[0], device=logits.device)
-        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
-    same = (y[:, None] == y[None, :]).to(logits.dtype)
-    target = same / same.sum(dim=1, keepdim=True)  # symmetric mask: rows and columns alike
-    loss_ab = -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
-    loss_ba = -(target * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
-    return 0.5 * (loss_ab + loss_ba)
 
 
 class LinearContrastiveModule(nn.Module):

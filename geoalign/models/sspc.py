@@ -61,7 +61,8 @@ from .._backend import is_torch, like
 from .._validation import check_array, check_choice, check_int, check_nonnegative_scalar, \
     check_positive_scalar
 from .base import AlignmentEstimator
-from .contrastive import symmetric_info_nce
+from .encoders import StandardizedNet, mlp
+from .losses import symmetric_info_nce
 
 __all__ = ["MultiAssignment", "multi_assignment_sinkhorn", "SSPCRegularizer", "SSPCModule", "SSPC"]
 
@@ -300,30 +301,6 @@ class SSPCRegularizer(nn.Module):
     forward = loss
 
 
-def _mlp(n_in: int, hidden: int | None, n_out: int) -> nn.Module:
-    if not hidden:
-        return nn.Linear(n_in, n_out)
-    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, n_out))
-
-
-class _Standardized(nn.Module):
-    """Per-feature standardisation with training statistics (buffers), then a network."""
-
-    def __init__(self, n_in: int, net: nn.Module):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(n_in))
-        self.register_buffer("scale", torch.ones(n_in))
-        self.net = net
-
-    def fit_statistics(self, X: torch.Tensor) -> None:
-        std = X.std(dim=0, unbiased=False)
-        self.mean.copy_(X.mean(dim=0))
-        self.scale.copy_(torch.where(std > 0, std, torch.ones_like(std)))
-
-    def forward(self, x):
-        return self.net((x - self.mean) / self.scale)
-
-
 class SSPCModule(nn.Module):
     r"""Torch module of :class:`SSPC`: encoders, InfoNCE and the SSPC regulariser.
 
@@ -334,8 +311,8 @@ class SSPCModule(nn.Module):
                  temperature: float, consistency_weight: float, use_labels: bool,
                  regularizer: dict):
         super().__init__()
-        self.encoder_a = _Standardized(n_features_a, _mlp(n_features_a, hidden, dim))
-        self.encoder_b = _Standardized(n_features_b, _mlp(n_features_b, hidden, dim))
+        self.encoder_a = StandardizedNet(n_features_a, mlp(n_features_a, hidden, dim))
+        self.encoder_b = StandardizedNet(n_features_b, mlp(n_features_b, hidden, dim))
         self.regularizer = SSPCRegularizer(dim, **regularizer)
         self.temperature = temperature
         self.consistency_weight = consistency_weight
