@@ -99,6 +99,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from ._adapter import compute_dtype
 from ._backend import check_same_device, is_torch, like, resolve_device, to_numpy, torch_num_threads
 from ._validation import check_array, check_choice, check_finite, check_int, check_nonnegative_scalar
 
@@ -430,22 +431,13 @@ def _check_projector(P: Any, d: int, device: torch.device) -> torch.Tensor:
 
 
 def _as_tensor(x: Any, name: str, device: torch.device) -> torch.Tensor:
+    """``x`` (detached) on ``device`` in its own compute dtype (:func:`geoalign._adapter.compute_dtype`)."""
+    if x.is_complex() if is_torch(x) else np.iscomplexobj(x):
+        raise TypeError(f"{name} must be real, got dtype {x.dtype}")
+    dtype = compute_dtype(x)
     if is_torch(x):
-        t = x.detach()
-        if t.is_complex():
-            raise TypeError(f"{name} must be real, got dtype {t.dtype}")
-        if not t.is_floating_point():
-            t = t.to(torch.float64)
-        elif t.dtype in (torch.float16, torch.bfloat16):
-            t = t.to(torch.float32)
-        return t.to(device)
-    arr = np.asarray(x)
-    if np.iscomplexobj(arr):
-        raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
-    if not np.issubdtype(arr.dtype, np.floating) or arr.dtype == np.float16:
-        arr = arr.astype(np.float64 if arr.dtype != np.float16 else np.float32)
-    elif arr.dtype not in (np.float32, np.float64):
-        arr = arr.astype(np.float64)
+        return x.detach().to(device=device, dtype=dtype)
+    arr = np.asarray(x).astype(np.float32 if dtype == torch.float32 else np.float64, copy=False)
     return torch.from_numpy(np.ascontiguousarray(arr)).to(device)
 
 

@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._backend import check_same_device, float_dtype, is_torch, like, to_torch
+from .._adapter import adapt, compute_dtype
+from .._backend import is_torch, like, to_torch
 from .._validation import check_array, check_int, check_nonnegative_scalar
 
 __all__ = ["Manifold", "default_atol"]
@@ -43,13 +44,6 @@ __all__ = ["Manifold", "default_atol"]
 def default_atol(dtype: torch.dtype) -> float:
     """Membership tolerance for ``dtype``: 1e-7 for float64, 1e-4 otherwise."""
     return 1e-7 if dtype == torch.float64 else 1e-4
-
-
-def _torch_float_dtype(x: Any) -> torch.dtype:
-    dt = float_dtype(x)
-    if isinstance(dt, torch.dtype):
-        return dt
-    return {np.dtype(np.float32): torch.float32}.get(np.dtype(dt), torch.float64)
 
 
 class Manifold:
@@ -123,17 +117,10 @@ class Manifold:
                 detail = ", ".join(f"{k} has batch shape {v}" for k, v in points.items())
                 raise ValueError(f"batch shapes do not broadcast: {detail} (point shape "
                                  f"{tuple(self.point_shape)}); give equal batch sizes or 1") from None
-        device = check_same_device(**arrays)
-        dtype = torch.float32
-        for a in arrays.values():
-            dtype = torch.promote_types(dtype, _torch_float_dtype(a))
-        reference = next((a for a in arrays.values() if is_torch(a)), next(iter(arrays.values())))
-        if is_torch(reference):
-            device = reference.device
-        # read-only NumPy views (np.broadcast_to, memmaps) are copied: torch warns on them
-        tensors = [to_torch(a if is_torch(a) or a.flags.writeable else np.array(a),
-                            device=device, dtype=dtype) for a in arrays.values()]
-        return tensors, reference
+        # device, dtype (the one promotion rule) and conversion: geoalign._adapter
+        ad = adapt(arrays, validate=False)
+        reference = ad.reference if ad.reference is not None else next(iter(arrays.values()))
+        return list(ad.tensors), reference
 
     def _atol(self, atol: float | None, dtype: torch.dtype) -> float:
         if atol is None:
@@ -159,7 +146,7 @@ class Manifold:
         if tuple(x.shape[len(x.shape) - self.point_ndim:]) != tuple(self.point_shape):
             raise ValueError(f"x must have shape (..., {', '.join(map(str, self.point_shape))}), "
                              f"got {tuple(x.shape)}")
-        xt = to_torch(x, dtype=_torch_float_dtype(x))
+        xt = to_torch(x, dtype=compute_dtype(x))
         tol = self._atol(atol, xt.dtype)
         finite = torch.isfinite(xt).flatten(xt.ndim - self.point_ndim).all(-1) if self.point_ndim \
             else torch.isfinite(xt)
@@ -173,7 +160,7 @@ class Manifold:
         The tolerance is dtype-keyed (1e-4 float32, 1e-7 float64) unless given.
         """
         x = check_array(x, name, min_ndim=self.point_ndim, finite=True)
-        xt = to_torch(x, dtype=_torch_float_dtype(x))
+        xt = to_torch(x, dtype=compute_dtype(x))
         self._check_point_tensor(xt, name, atol)
 
     def _check_point_tensor(self, x: torch.Tensor, name: str, atol: float | None = None) -> None:

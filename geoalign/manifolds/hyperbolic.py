@@ -46,9 +46,10 @@ from typing import Any
 
 import torch
 
+from .._adapter import compute_dtype
 from .._backend import like
 from .._validation import check_array, check_choice, check_int
-from .base import Manifold, _torch_float_dtype
+from .base import Manifold
 
 __all__ = ["Hyperbolic", "poincare_to_lorentz", "lorentz_to_poincare", "boundary_eps"]
 
@@ -113,7 +114,7 @@ def poincare_to_lorentz(p: Any):
     """
     p = check_array(p, "p", min_ndim=1)
     pt = torch.as_tensor(p) if not isinstance(p, torch.Tensor) else p
-    pt = pt.to(_torch_float_dtype(p))
+    pt = pt.to(compute_dtype(p))
     if bool(((pt * pt).sum(-1) >= 1).any()):
         raise ValueError("p must lie in the open unit ball (||p|| < 1)")
     return like(_p2l(pt), p)
@@ -132,7 +133,7 @@ def lorentz_to_poincare(x: Any):
     """
     x = check_array(x, "x", min_ndim=1)
     xt = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x
-    xt = xt.to(_torch_float_dtype(x))
+    xt = xt.to(compute_dtype(x))
     if xt.shape[-1] < 2:
         raise ValueError(f"x must have at least 2 coordinates, got shape {tuple(xt.shape)}")
     if bool((xt[..., 0] <= 0).any()):

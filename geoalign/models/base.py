@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from .._adapter import adapt
 from .._backend import check_same_device, is_torch, like, resolve_device, to_numpy
 from .._estimator import NotFittedError, TwoViewEstimator
 from .._io import atomic_write_bytes
@@ -289,8 +290,8 @@ class AlignmentEstimator(TwoViewEstimator):
         if tuple(X.shape)[1] != n_features:
             raise ValueError(f"{name} must have shape (n, {n_features}), got {tuple(X.shape)}")
         param = next(self.module_.parameters())
-        xt = X.to(device=param.device, dtype=param.dtype) if is_torch(X) else \
-            torch.as_tensor(np.asarray(X), dtype=param.dtype, device=param.device)
+        # the module's device and dtype; results come back as the caller's kind (on its device)
+        (xt,) = adapt({name: X}, device=param.device, dtype=param.dtype, validate=False).tensors
         self.module_.eval()
         with torch.no_grad():
             z = getattr(self.module_, f"embed_{which}")(xt)

@@ -1,64 +1,28 @@
 """Input handling shared by the optimal-transport solvers (internal).
 
-Every solver computes in torch.  NumPy inputs are converted (CPU, their own
-floating precision, float64 for integers) and results are handed back as NumPy;
-torch inputs stay on their device and keep autograd.
+Every solver computes in torch through :mod:`geoalign._adapter`: NumPy inputs are
+converted (CPU, the widest floating precision among the inputs, float64 for
+integers: :func:`~geoalign._adapter.compute_dtype`) and results are handed back as
+NumPy (:func:`~geoalign._adapter.hand_back`, here ``output``); torch inputs stay on
+their device and keep autograd.
 """
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
-from .._backend import check_same_device, is_torch, to_torch
+from .._adapter import compute_dtype, reference  # noqa: F401 - used as _common.reference etc.
+from .._adapter import hand_back as output  # noqa: F401
+from .._backend import check_same_device, to_torch
 from .._validation import check_array
 
 __all__: list[str] = []
 
 
-def reference(*arrays: Any):
-    """The first tensor argument (results follow its kind/device), else ``None``."""
-    for x in arrays:
-        if is_torch(x):
-            return x
-    return None
-
-
-def compute_dtype(*arrays: Any) -> torch.dtype:
-    """Floating dtype to compute in: the widest floating dtype among the inputs.
-
-    Half precision is promoted to float32; integer-only inputs use float64.
-    """
-    dtypes = []
-    for x in arrays:
-        if x is None:
-            continue
-        if is_torch(x):
-            if x.is_floating_point():
-                dtypes.append(torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype)
-        else:
-            arr = np.asarray(x)
-            if np.issubdtype(arr.dtype, np.floating):
-                dtypes.append(torch.float64 if arr.dtype == np.float64 else torch.float32)
-    if not dtypes:
-        return torch.float64
-    return torch.float64 if torch.float64 in dtypes else torch.float32
-
-
 def as_tensor(x: Any, device: Any, dtype: torch.dtype) -> torch.Tensor:
     """``x`` as a tensor on ``device`` in ``dtype`` (autograd preserved for tensors)."""
     return to_torch(x, device=device, dtype=dtype)
-
-
-def output(x: Any, ref: Any):
-    """Hand ``x`` back as a tensor (``ref`` is a tensor) or as NumPy / float."""
-    if ref is not None:
-        return x
-    if isinstance(x, torch.Tensor):
-        out = x.detach().cpu().numpy()
-        return float(out) if out.ndim == 0 else out
-    return x
 
 
 def device_for(**arrays: Any) -> torch.device:
