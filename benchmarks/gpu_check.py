@@ -149,7 +149,7 @@ def _sinkhorn(B: int, n: int, device: str, repeats: int) -> dict:
 def _frechet(batch: int, n: int, d: int, device: str, repeats: int) -> dict:
     from geoalign.manifolds import Sphere, frechet_mean
 
-    S = Sphere(d, validate=False)
+    S = Sphere(dim=d - 1, validate=False)
     g = torch.Generator().manual_seed(3)
     x = torch.nn.functional.normalize(torch.randn(batch, n, d, generator=g) + 2.0, dim=-1)
 

@@ -675,7 +675,7 @@ def bench_frechet_sphere(opts) -> list:
     centres /= np.linalg.norm(centres, axis=-1, keepdims=True)
     noise = rng.normal(size=(means, pts, d)) * 0.4 / np.sqrt(d)
     noise -= (noise * centres).sum(-1, keepdims=True) * centres
-    sphere = Sphere(d)
+    sphere = Sphere(dim=d - 1)
     x = sphere.exp(np.broadcast_to(centres, noise.shape), noise)
     ref = frechet_mean(torch.as_tensor(x), sphere, tol=1e-14, max_iter=1000).mean.numpy()
     case = Case(f"{means} means of {pts} points on S^{d - 1}", dict(means=means, points=pts, d=d,

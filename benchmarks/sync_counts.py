@@ -139,7 +139,7 @@ def solvers(device):
           **_kw(sinkhorn_divergence, validate=False, diameter=2.0))
     count("sliced_wasserstein", sliced_wasserstein, X, Y, n_projections=32, seed=0,
           **_kw(sliced_wasserstein, validate=False))
-    S = Sphere(8, validate=False)
+    S = Sphere(dim=7, validate=False)
     pts = torch.nn.functional.normalize(X.reshape(8, 8, 8).to(torch.float64), dim=-1)
     count("frechet_mean(fixed_iterations=True, 20 iterations)", frechet_mean, pts, S,
           max_iter=20, fixed_iterations=True)

@@ -50,7 +50,7 @@ print("QUICK =", QUICK)
 # tangent mean.
 
 # %%
-sphere = Sphere(3)
+sphere = Sphere(dim=2)
 pole = np.array([0.0, 0.0, 1.0])
 pts = sphere.projx(pole + 0.6 * rng.standard_normal((N_POINTS, 3)))
 res = frechet_mean(pts, sphere)
@@ -103,7 +103,7 @@ plt.show()
 # once (torch underneath, any device). Each batch element equals its own solution.
 
 # %%
-big = Sphere(64)
+big = Sphere(dim=63)
 centres = big.random(N_BATCH, seed=1)
 clouds = big.projx(centres[:, None, :] + 0.3 * rng.standard_normal((N_BATCH, 50, 64)) / np.sqrt(64))
 batched = frechet_mean(clouds, big)
@@ -244,7 +244,7 @@ assert np.allclose(sol.plan.sum(1), a, atol=1e-12) and np.allclose(sol.plan.sum(
 matched = (sol.plan.argmax(1) == np.arange(n_ot)).mean()
 print(f"rows whose largest plan entry is the true partner: {matched:.2f} (chance {1 / n_ot:.3f})")
 assert matched > 0.5
-S16 = Sphere(16)
+S16 = Sphere(dim=15)
 v_hat = S16.projx((sol.plan @ emb_v) / a[:, None])          # barycentric image of each u_i, on the sphere
 mid = S16.geodesic(emb_u, v_hat, 0.5)                      # the point QSMA pulls both toward
 assert np.allclose(S16.dist(mid, emb_u), S16.dist(mid, v_hat), atol=1e-10)

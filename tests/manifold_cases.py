@@ -2,7 +2,7 @@
 from geoalign.manifolds import SPD, Grassmann, Hyperbolic, Sphere
 
 MANIFOLDS = [
-    Sphere(5),
+    Sphere(dim=4),
     Hyperbolic(3, "poincare"),
     Hyperbolic(3, "lorentz"),
     SPD(3, "affine"),

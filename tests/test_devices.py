@@ -33,7 +33,7 @@ def _close(got, ref, device, rtol, atol=0.0):
         torch.testing.assert_close(got.cpu(), ref, rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize("M", [Sphere(6, validate=False), Hyperbolic(5, validate=False),
+@pytest.mark.parametrize("M", [Sphere(dim=5, validate=False), Hyperbolic(5, validate=False),
                                Hyperbolic(5, model="lorentz", validate=False)], ids=repr)
 def test_manifold_kernels(device, M):
     x = torch.as_tensor(M.random(20, seed=0))
@@ -48,7 +48,7 @@ def test_manifold_kernels(device, M):
 
 
 def test_frechet_mean_fixed_iterations(device):
-    S = Sphere(8, validate=False)
+    S = Sphere(dim=7, validate=False)
     x = torch.nn.functional.normalize(torch.randn(4, 30, 8, generator=torch.Generator().manual_seed(0),
                                                   dtype=torch.float64) + 2.0, dim=-1)
     ref = frechet_mean(x, S, max_iter=30, fixed_iterations=True)

@@ -148,7 +148,7 @@ def test_backends_dtypes_and_broadcasting(M):
 
 # -------------------------------------------------------------------- stability
 def test_sphere_small_distances_and_antipodes():
-    S = Sphere(4)
+    S = Sphere(dim=3)
     x = S.random(3, seed=0)
     v = S.proju(x, np.random.default_rng(1).normal(size=x.shape))
     v = v / np.linalg.norm(v, axis=-1, keepdims=True)
@@ -229,8 +229,8 @@ def test_grassmann_small_angles_and_frames():
 
 # -------------------------------------------------------------------- bad input
 def test_off_manifold_points_raise():
-    with pytest.raises(ValueError, match=r"x is not on Sphere\(d=3\).*\|\|x\|\| = 1"):
-        Sphere(3).dist(np.array([1.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0]))
+    with pytest.raises(ValueError, match=r"x is not on Sphere\(dim=2\).*\|\|x\|\| = 1"):
+        Sphere(dim=2).dist(np.array([1.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0]))
     with pytest.raises(ValueError, match="y is not on"):
         Hyperbolic(2).log(np.zeros(2), np.array([1.0, 0.0]))
     with pytest.raises(ValueError, match="positive definite"):
@@ -242,25 +242,41 @@ def test_off_manifold_points_raise():
     with pytest.raises(ValueError, match="x_0 > 0"):
         Hyperbolic(2, "lorentz").dist(np.array([-1.0, 0, 0]), np.array([1.0, 0, 0]))
     with pytest.raises(ValueError, match="not a tangent vector"):
-        Sphere(3).exp(np.array([1.0, 0, 0]), np.array([0.5, 0, 0]))
+        Sphere(dim=2).exp(np.array([1.0, 0, 0]), np.array([0.5, 0, 0]))
     with pytest.raises(ValueError, match="NaN or Inf"):
-        Sphere(3).dist(np.array([np.nan, 0, 0]), np.array([1.0, 0, 0]))
+        Sphere(dim=2).dist(np.array([np.nan, 0, 0]), np.array([1.0, 0, 0]))
     with pytest.raises(ValueError, match="NaN or Inf"):
         SPD(2).exp(np.eye(2), np.array([[np.inf, 0], [0, 0]]))
     with pytest.raises(ValueError, match=r"shape \(\.\.\., 3\)"):
-        Sphere(3).dist(np.array([1.0, 0]), np.array([1.0, 0]))
+        Sphere(dim=2).dist(np.array([1.0, 0]), np.array([1.0, 0]))
     with pytest.raises(ValueError, match="unknown model"):
         Hyperbolic(2, model="klein")
     with pytest.raises(ValueError, match="unknown metric"):
         SPD(2, metric="bures")
     with pytest.raises(ValueError, match="p must be <= 3"):
         Grassmann(3, 4)
+    with pytest.raises(ValueError, match="dim must be >= 1"):
+        Sphere(dim=0)
+    with pytest.raises(TypeError, match="intrinsic dimension as dim=k"):
+        Sphere()
+
+
+def test_old_sphere_and_hyperbolic_arguments_warn():
+    from geoalign._warnings import GeoalignDeprecationWarning
+
+    with pytest.warns(GeoalignDeprecationWarning, match=r"Sphere\(3\) with the ambient dimension is "
+                                                        r"deprecated; use Sphere\(dim=2\)"):
+        old = Sphere(3)
+    assert old == Sphere(dim=2) and old.point_shape == (3,) and old.d == 3 and old.dim == 2
     with pytest.raises(ValueError, match="d must be >= 2"):
-        Sphere(1)
+        Sphere(1)  # checked before the warning
+    with pytest.warns(GeoalignDeprecationWarning, match=r"Hyperbolic\(d=...\) is deprecated"):
+        assert Hyperbolic(d=3) == Hyperbolic(3) == Hyperbolic(dim=3)
+    assert repr(Sphere(dim=2)) == "Sphere(dim=2)" and repr(Hyperbolic(2)) == "Hyperbolic(dim=2, model='poincare')"
 
 
 def test_tolerances_are_dtype_keyed():
-    S = Sphere(3)
+    S = Sphere(dim=2)
     off = np.array([1 + 1e-5, 0.0, 0.0])
     assert not S.belongs(off)  # float64: atol 1e-7
     assert S.belongs(off.astype(np.float32))  # float32: atol 1e-4
@@ -271,5 +287,5 @@ def test_tolerances_are_dtype_keyed():
     assert not S.belongs(np.array([np.nan, 0, 0]))  # NaN is reported, not raised
     with pytest.raises(ValueError, match="atol must be >= 0"):
         S.belongs(off, atol=-1)
-    lenient = Sphere(3, validate=False)
+    lenient = Sphere(dim=2, validate=False)
     assert np.isfinite(lenient.dist(off, off))  # validation off: trusted input

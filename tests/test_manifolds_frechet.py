@@ -51,7 +51,7 @@ def test_matches_geomstats(M):
 
 
 def test_sphere_symmetric_set_gives_centre():
-    S = Sphere(6)
+    S = Sphere(dim=5)
     p = S.random(1, seed=3)[0]
     v = S.proju(p, np.random.default_rng(4).normal(size=(4, 6)))
     v = 0.5 * v / np.linalg.norm(v, axis=-1, keepdims=True)
@@ -70,7 +70,7 @@ def test_log_euclidean_closed_form():
     assert res.n_iter == 0 and res.converged
 
 
-@pytest.mark.parametrize("M", [Sphere(8), SPD(3), Grassmann(6, 2), Hyperbolic(2, "poincare")],
+@pytest.mark.parametrize("M", [Sphere(dim=7), SPD(3), Grassmann(6, 2), Hyperbolic(2, "poincare")],
                          ids=repr)
 def test_batched_equals_loop_and_fixed_iterations(M):
     x = cluster(M, 9, seed=6, batch=(2, 3))
@@ -89,7 +89,7 @@ def test_batched_equals_loop_and_fixed_iterations(M):
 
 
 def test_torch_in_torch_out_and_float32():
-    S = Sphere(4)
+    S = Sphere(dim=3)
     x = cluster(S, 10, seed=7, batch=(3,))
     res_np = frechet_mean(x, S)
     res_t = frechet_mean(torch.as_tensor(x), S)
@@ -125,7 +125,7 @@ def test_spread_hyperbolic_data_converges():
 
 
 def test_non_convergence_is_reported_and_warned():
-    S = Sphere(5)
+    S = Sphere(dim=4)
     x = cluster(S, 10, seed=9, batch=(4,), spread=1.0)
     with pytest.warns(ConvergenceWarning, match=r"did not converge for \d of 4"):
         res = frechet_mean(x, S, max_iter=1, tol=1e-14)
@@ -137,7 +137,7 @@ def test_non_convergence_is_reported_and_warned():
 
 def test_fixed_iterations_do_not_synchronise(monkeypatch):
     """No Tensor -> Python conversion inside the loop: the count must not grow with max_iter."""
-    S = Sphere(5)
+    S = Sphere(dim=4)
     x = torch.as_tensor(cluster(S, 10, seed=10, batch=(3,)))
     calls = {"n": 0}
     for meth in ("__bool__", "item", "__float__", "__int__", "tolist"):
@@ -160,7 +160,7 @@ def test_fixed_iterations_do_not_synchronise(monkeypatch):
 
 
 def test_bad_input():
-    S = Sphere(3)
+    S = Sphere(dim=2)
     x = cluster(S, 4, seed=11)
     with pytest.raises(ValueError, match="weights must be non-negative"):
         frechet_mean(x, S, weights=[0.5, 0.7, -0.2, 0.0])

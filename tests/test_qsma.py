@@ -149,7 +149,7 @@ def test_temperature_is_clamped(planted):
 
 
 def test_barycentric_midpoints_match_sphere_geodesic(rng):
-    sphere = Sphere(5)
+    sphere = Sphere(dim=4)
     a = torch.as_tensor(sphere.random(30, seed=1))
     perm = torch.as_tensor(rng.permutation(30))
     mod, _, _ = _module(rng.normal(size=(10, 4)), rng.normal(size=(10, 4)), dim=5,
@@ -170,7 +170,7 @@ def test_sliced_term_is_mean_1d_w2_over_its_directions(rng):
     import ot
 
     mod, _, _ = _module(rng.normal(size=(10, 4)), rng.normal(size=(10, 4)), dim=5)
-    sphere = Sphere(5)
+    sphere = Sphere(dim=4)
     a = torch.as_tensor(sphere.random(40, seed=3))
     b = torch.as_tensor(sphere.random(40, seed=4))
     torch.manual_seed(5)
@@ -188,7 +188,7 @@ def test_sliced_term_is_mean_1d_w2_over_its_directions(rng):
 def test_scaling_sinkhorn_plan_matches_log_domain(reg):
     from geoalign.ot import sinkhorn
 
-    sphere = Sphere(6)
+    sphere = Sphere(dim=5)
     a = torch.as_tensor(sphere.random(30, seed=1))
     b = torch.as_tensor(sphere.random(25, seed=2))
     mod, _, _ = _module(np.zeros((10, 4)) + np.arange(4), np.ones((10, 4)) * np.arange(4), dim=6,

@@ -240,7 +240,7 @@ def test_4_extreme_magnitudes_give_the_scaled_reference(rng, scale):
 
 
 def test_5_antipodal_points_are_not_reported_as_a_converged_mean():
-    S = ga.Sphere(3)
+    S = ga.Sphere(dim=2)
     good = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     bad = np.array([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]])
     with pytest.warns(ConvergenceWarning, match="not a minimum.*converged=False"):
@@ -266,7 +266,7 @@ def test_6_complex_input_is_rejected_everywhere(rng):
     calls = [lambda: ot.sliced_wasserstein(Z, R), lambda: ot.sinkhorn_divergence(Z, R, reg=1.0),
              lambda: ot.gaussian_barycenter(np.zeros((2, 2)) + 0j, np.stack([np.eye(2)] * 2)),
              lambda: ot.free_support_barycenter([Z, Z]), lambda: fiber_product(Z, R, 1.0),
-             lambda: ga.Sphere(3).dist(Z[:2], R[:2])]
+             lambda: ga.Sphere(dim=2).dist(Z[:2], R[:2])]
     for call in calls:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # not a ComplexWarning: an error
@@ -558,7 +558,7 @@ def test_13_small_cases_get_clear_errors(rng):
     ring = ga.PolyRing(8)
     with pytest.raises(ValueError, match=r"batch shapes \(2,\) and \(3,\) do not broadcast"):
         ring.mul(np.ones((2, 5), dtype=np.int64), np.ones((3, 5), dtype=np.int64))
-    S = ga.Sphere(3)
+    S = ga.Sphere(dim=2)
     with pytest.raises(ValueError, match=r"x has batch shape \(2,\), y has batch shape \(3,\)"):
         S.dist(S.random(2, seed=0), S.random(3, seed=1))
     fp = fiber_product(rng.normal(size=(4, 2)), rng.normal(size=(5, 2)), 10.0)

@@ -135,7 +135,7 @@ def test_fixed_iteration_solvers_have_no_sync():
     assert res.converged is None and math.isfinite(float(res.value))
     res, sc = count_syncs(sliced_wasserstein, X, Y, n_projections=16, seed=0, validate=False)
     assert sc.count == 0, sc.ops
-    S = Sphere(6, validate=False)
+    S = Sphere(dim=5, validate=False)
     pts = torch.nn.functional.normalize(X.double().reshape(8, 6, 6) + 1.0, dim=-1)
     res, sc = count_syncs(frechet_mean, pts, S, max_iter=25, fixed_iterations=True)
     assert sc.count == 0, sc.ops
@@ -151,7 +151,7 @@ def test_validation_is_what_synchronises():
     X = torch.nn.functional.normalize(torch.randn(20, 4), dim=1)
     C = torch.cdist(X, X) ** 2
     assert count_syncs(sinkhorn, None, None, C, 0.05, max_iter=20, tol=0)[1].count > 0
-    assert count_syncs(Sphere(4).geodesic, X, X.flip(0), 0.5)[1].count > 0
+    assert count_syncs(Sphere(dim=3).geodesic, X, X.flip(0), 0.5)[1].count > 0
     assert count_syncs(sinkhorn_divergence, X, X, 0.05)[1].count > 0
 
 

@@ -99,7 +99,7 @@ def barycenters_figure(ctx: FigureContext) -> FigureOutput:
     params: dict = {"n_per_modality": n}
 
     # --- sphere S^2: image and text clouds around two centres --------------------------------
-    sphere = Sphere(3)
+    sphere = Sphere(dim=2)
     centres = sphere.projx(np.array([[0.7, 0.1, 0.7], [-0.5, 0.5, 0.7]]))
     clouds = [sphere.exp(np.repeat(c[None], n, 0), sphere.proju(c, 0.25 * rng.normal(size=(n, 3))))
               for c in centres]

@@ -3,7 +3,7 @@ r"""Conversions between geoalign manifolds and geomstats spaces (NumPy backend).
 =============================  ===============================================  ======================
 geoalign                       geomstats                                        points
 =============================  ===============================================  ======================
-``Sphere(d)`` (ambient ``d``)  ``Hypersphere(d - 1)`` (intrinsic dim)           same unit vectors
+``Sphere(dim=k)``              ``Hypersphere(k)`` (both intrinsic)              same unit vectors
 ``Hyperbolic(d, "poincare")``  ``PoincareBall(d)``                              same ball points
 ``Hyperbolic(d, "lorentz")``   ``Hyperboloid(d)`` (extrinsic coordinates)       same ``d + 1`` vectors
 ``SPD(n, "affine")``           ``SPDMatrices(n)`` + ``SPDAffineMetric``         same matrices
@@ -57,7 +57,7 @@ def to_geomstats(manifold: Manifold):
     if isinstance(manifold, Sphere):
         from geomstats.geometry.hypersphere import Hypersphere
 
-        return Hypersphere(dim=manifold.d - 1)
+        return Hypersphere(dim=manifold.dim)
     if isinstance(manifold, Hyperbolic):
         if manifold.model == "poincare":
             from geomstats.geometry.poincare_ball import PoincareBall

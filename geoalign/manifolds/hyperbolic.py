@@ -49,6 +49,7 @@ import torch
 from .._adapter import compute_dtype
 from .._backend import like
 from .._validation import check_array, check_choice, check_int
+from .._warnings import warn_deprecated
 from .base import Manifold
 
 __all__ = ["Hyperbolic", "poincare_to_lorentz", "lorentz_to_poincare", "boundary_eps"]
@@ -142,15 +143,18 @@ def lorentz_to_poincare(x: Any):
 
 
 class Hyperbolic(Manifold):
-    r"""Hyperbolic space of intrinsic dimension ``d`` (curvature -1).
+    r"""Hyperbolic space of intrinsic dimension ``dim`` (curvature -1).
 
     Parameters
     ----------
-    d : int
-        Intrinsic dimension (>= 1).  Points have shape ``(..., d)`` in the
-        Poincaré model and ``(..., d + 1)`` in the Lorentz model.
+    dim : int
+        Intrinsic dimension (>= 1), as geomstats' ``PoincareBall(dim)``.  Points
+        have shape ``(..., dim)`` in the Poincaré model and ``(..., dim + 1)`` in
+        the Lorentz model.
     model : {"poincare", "lorentz"}
     validate : bool, default True
+    d : int, optional
+        Deprecated keyword spelling of ``dim`` (same meaning); warns.
 
     Notes
     -----
@@ -164,15 +168,22 @@ class Hyperbolic(Manifold):
 
     name = "hyperbolic"
 
-    def __init__(self, d: int, model: str = "poincare", validate: bool = True):
+    def __init__(self, dim: int | None = None, model: str = "poincare", validate: bool = True, *,
+                 d: int | None = None):
         super().__init__(validate=validate)
-        self.d = check_int(d, "d", minimum=1)
-        self.dim = self.d
+        if (d is None) == (dim is None):
+            raise TypeError("Hyperbolic needs its intrinsic dimension dim, "
+                            f"got {'neither d nor dim' if d is None else 'both d and dim'}")
+        if d is not None:
+            warn_deprecated("Hyperbolic(d=...)", "Hyperbolic(dim=...) (same meaning: the intrinsic dimension)")
+            dim = d
+        self.dim = check_int(dim, "dim", minimum=1)
+        self.d = self.dim  # the length of a Poincaré point
         self.model = check_choice(model, "model", ("poincare", "lorentz"))
         self.point_shape = (self.d,) if self.model == "poincare" else (self.d + 1,)
 
     def _repr_args(self) -> str:
-        return f"d={self.d}, model={self.model!r}"
+        return f"dim={self.dim}, model={self.model!r}"
 
     def _constraint(self) -> str:
         return "||x|| < 1" if self.model == "poincare" else "<x, x>_L = -1, x_0 > 0"

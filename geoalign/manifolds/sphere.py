@@ -1,9 +1,10 @@
 r"""The unit sphere :math:`S^{d-1} = \{x \in \mathbb{R}^d : \|x\| = 1\}` (round metric).
 
-``Sphere(d)`` takes the **ambient** dimension ``d``: points are unit vectors of
-length ``d`` and the manifold has intrinsic dimension ``d - 1``.  (geomstats'
-``Hypersphere(dim)`` takes the intrinsic dimension: ``Sphere(d)`` matches
-``Hypersphere(d - 1)``.)
+``Sphere(dim=k)`` takes the **intrinsic** dimension ``k``, like geomstats'
+``Hypersphere(dim=k)`` and like :class:`~geoalign.manifolds.hyperbolic.Hyperbolic`:
+points are unit vectors of length ``d = k + 1``.  The older ``Sphere(d)`` (a
+positional or ``d=`` argument: the **ambient** dimension) still works and warns
+(:class:`~geoalign._warnings.GeoalignDeprecationWarning`); write ``Sphere(dim=d - 1)``.
 
 Formulas (with :math:`\theta = d(x, y)`):
 
@@ -33,6 +34,7 @@ import math
 import torch
 
 from .._validation import check_int
+from .._warnings import warn_deprecated
 from .base import Manifold
 
 __all__ = ["Sphere"]
@@ -47,14 +49,24 @@ def _sinc(t: torch.Tensor) -> torch.Tensor:
 
 
 class Sphere(Manifold):
-    r"""Unit sphere :math:`S^{d-1} \subset \mathbb{R}^d`.
+    r"""Unit sphere :math:`S^{k} \subset \mathbb{R}^{k+1}` of intrinsic dimension ``k = dim``.
 
     Parameters
     ----------
-    d : int
-        **Ambient** dimension (>= 2): points have shape ``(..., d)``.
+    d : int, optional
+        Deprecated: the **ambient** dimension (>= 2), ``Sphere(d) == Sphere(dim=d - 1)``;
+        warns.  Give ``dim`` instead.
     validate : bool, default True
         Check inputs in public methods (see :class:`~geoalign.manifolds.base.Manifold`).
+    dim : int
+        Intrinsic dimension ``k >= 1`` (keyword): points have shape ``(..., k + 1)``.
+
+    Attributes
+    ----------
+    dim : int
+        Intrinsic dimension.
+    d : int
+        Ambient dimension ``dim + 1`` (the length of a point).
 
     Notes
     -----
@@ -66,14 +78,22 @@ class Sphere(Manifold):
 
     name = "sphere"
 
-    def __init__(self, d: int, validate: bool = True):
+    def __init__(self, d: int | None = None, validate: bool = True, *, dim: int | None = None):
         super().__init__(validate=validate)
-        self.d = check_int(d, "d", minimum=2)
+        if (d is None) == (dim is None):
+            raise TypeError("Sphere needs its intrinsic dimension as dim=k (S^k in R^(k+1)), "
+                            f"got {'neither d nor dim' if d is None else 'both d and dim'}")
+        if d is not None:
+            d = check_int(d, "d", minimum=2)
+            warn_deprecated(f"Sphere({d}) with the ambient dimension",
+                            f"Sphere(dim={d - 1}) (the intrinsic dimension, as geomstats' Hypersphere)")
+            dim = d - 1
+        self.dim = check_int(dim, "dim", minimum=1)  # intrinsic dimension
+        self.d = self.dim + 1  # ambient dimension
         self.point_shape = (self.d,)
-        self.dim = self.d - 1  # intrinsic dimension
 
     def _repr_args(self) -> str:
-        return f"d={self.d}"
+        return f"dim={self.dim}"
 
     def _constraint(self) -> str:
         return "||x|| = 1"

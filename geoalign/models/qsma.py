@@ -144,7 +144,7 @@ class QSMAModule(nn.Module):
         self.encoder_a, self.encoder_b = encoder_a, encoder_b
         self.dim = dim
         self.latent = latent
-        self.manifold = Sphere(dim, validate=False) if latent == "sphere" else \
+        self.manifold = Sphere(dim=dim - 1, validate=False) if latent == "sphere" else \
             Hyperbolic(dim, model="poincare", validate=False)
         self.mu_a = nn.Linear(encoder_a.out_features, dim)
         self.mu_b = nn.Linear(encoder_b.out_features, dim)
