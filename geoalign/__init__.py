@@ -1,6 +1,6 @@
 """geoalign: geometry of multimodal embedding alignment.
 
-The public API is re-exported here.  Submodules are imported lazily on first
+The public API is re-exported here, with the result type of every exported function.  Submodules are imported lazily on first
 attribute access (so ``import geoalign`` does not import torch), and
 :data:`__all__` lists every public name.
 """
@@ -93,6 +93,18 @@ _EXPORTS: dict[str, str] = {
     "register_study": "studies",
     "run_study": "studies",
     "run_sweep": "sweep",
+    "DigitsTwoView": "data.digits",
+    "PairedEmbeddings": "data.paired",
+    "PlantedSample": "data.planted",
+    "ZeroShotSplit": "data.planted",
+    "PlantedRingSample": "data.planted_rings",
+    "XLSA17Split": "data.xlsa17",
+    "FixedSupportBarycenterResult": "ot",
+    "FreeSupportBarycenterResult": "ot",
+    "GaussianBarycenterResult": "ot",
+    "SinkhornDivergenceResult": "ot",
+    "SlicedWassersteinResult": "ot",
+    "TOCSelection": "models.codebook",
     "Trainer": "train",
     "TrainingHistory": "train",
     "load_config": "cli.train",

@@ -242,3 +242,37 @@ def test_moved_names_still_work_with_a_warning(old, name, new):
         warnings.simplefilter("error")
         with pytest.raises(AttributeError, match="no attribute 'nope'"):
             module.nope  # noqa: B018
+
+
+# ----------------------------------------------------------------------------- the top-level API
+def test_every_result_type_of_an_exported_function_is_exported():
+    """A class named in the return annotation or the numpydoc ``Returns`` section of an exported
+    function (or public method of an exported class), defined in its module, is exported too."""
+    import inspect
+    import re
+
+    import geoalign
+
+    exported = set(geoalign.__all__)
+    missing = {}
+    for name in geoalign.__all__:
+        obj = getattr(geoalign, name)
+        if inspect.isfunction(obj):
+            funcs = [obj]
+        elif inspect.isclass(obj):
+            funcs = [m for k, m in vars(obj).items() if inspect.isfunction(m) and not k.startswith("_")]
+        else:
+            continue
+        for func in funcs:
+            names = set()
+            annotation = func.__annotations__.get("return")
+            if isinstance(annotation, str):
+                names |= set(re.findall(r"[A-Z]\w+", annotation))
+            returns = re.search(r"Returns\n-------\n(.*?)(?:\n\n[A-Z]|\Z)", inspect.getdoc(func) or "", re.S)
+            if returns:
+                names |= set(re.findall(r"^\s*(?:\w+ : )?([A-Z]\w+)", returns.group(1), re.M))
+            module = importlib.import_module(func.__module__)
+            for cls in names - exported:
+                if inspect.isclass(getattr(module, cls, None)) and getattr(module, cls).__module__.startswith("geoalign"):
+                    missing.setdefault(cls, func.__qualname__)
+    assert not missing, f"result types not exported from geoalign: {missing}"
