@@ -213,9 +213,9 @@ class PlantedRingSample:
 
     Attributes
     ----------
-    images, clean_images : ndarray of uint8, shape=[n, *image_shape]
+    images, clean_images : ndarray of uint8, shape=[n] + image_shape
         Observed (noisy) and clean images.
-    P, P_clean : ndarray of int64, shape=[n, H*W*C]
+    P, P_clean : ndarray of int64, shape=[n, H * W * C]
         Their polynomials over :math:`\\mathbb{Z}_{256}` (:func:`geoalign.rings.encode_image`).
     tokens, clean_tokens : ndarray of int64, shape=[n, seq_len]
         Observed (noisy) and clean token ids.
