@@ -157,7 +157,7 @@ DEFINE_KARA(kara_f64, conv_f64, v8f64)
 /* Karatsuba levels for equal lengths: halves of at least `min_half` coefficients, and
  * T 2^depth v^2 <= 2^52 for float64 (v2 = v^2; 0 for the exact modulo-2^16 kernel).
  * Measured (degree 255, 10^4 products): the float64 kernel gains 20% with halves down to
- * 32; the 16-bit one, bound by its transpositions, loses 10%, so it starts at 512. */
+ * 32; the 16-bit one, bound by its transpositions, loses 10-15%, so it starts at 512. */
 static int kara_depth(Py_ssize_t La, Py_ssize_t Lb, double v2, Py_ssize_t min_half)
 {
     int d = 0;
