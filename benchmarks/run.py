@@ -515,7 +515,7 @@ def bench_spd(opts) -> list:
         g = torch.Generator().manual_seed(p + pts)
         x = spd._random((means, pts), g, torch.float64, scale=0.5)
         xn = x.numpy()
-        ref = frechet_mean(x, spd, tol=1e-14, max_iter=1000).mean
+        ref = frechet_mean(x, spd, tol=1e-14, max_iter=1000, method="gradient").mean
 
         def error(M, ref=ref, spd=spd):
             M = torch.as_tensor(np.asarray(M), dtype=torch.float64).reshape(ref.shape)
@@ -524,7 +524,10 @@ def bench_spd(opts) -> list:
         case = Case(f"{means} mean(s) of {pts} SPD({p})", dict(means=means, points=pts, p=p, dtype="float64",
                     accuracy="1e-8 affine-invariant distance"), error, 1e-8, 5.0,
                     "pyriemann mean_riemann (tol 1e-8), looped over the means")
+        # default: the Riemannian Newton iteration; the Karcher gradient iteration as a mode row
         case.add("geoalign", lambda x=x, spd=spd: frechet_mean(x, spd, tol=1e-9).mean.numpy(), "geoalign")
+        case.add("geoalign method='gradient'", lambda x=x, spd=spd: frechet_mean(
+            x, spd, tol=1e-9, method="gradient").mean.numpy(), "geoalign-mode")
 
         def add_pyriemann(pyriemann, case=case, xn=xn):
             try:

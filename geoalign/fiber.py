@@ -130,7 +130,11 @@ _TINY32 = 2.0**-149  # float32 subnormal spacing: absolute error of an underflow
 # underflow in float64; outside, rows are rescaled by a power of two first
 _SAFE_HI = 2.0**400
 _SAFE_LO = 2.0**-400
-_CPU_BLOCK = (256, 2048)  # 2.5 MB of buffers per thread: stays in cache, GEMM still efficient
+# 5 MB of buffers per thread.  Measured (n = m = 10^4, d = 256, float32, 1 thread, CPU
+# time): blocks of 1024 x 1024 run the GEMM at 1.06x the time of one unblocked GEMM,
+# 256 x 2048 at 1.20x (short row blocks repack the column panel too often); the compare
+# then reads the block from L2/L3, which costs less than the GEMM lost to small blocks.
+_CPU_BLOCK = (1024, 1024)
 
 
 # --------------------------------------------------------------------------- results
@@ -587,6 +591,9 @@ def _exact_distances(prep: _Prepared, ii: torch.Tensor, jj: torch.Tensor, chunk:
         # them (badly so on a loaded machine)
         ex, ey = prep.exact_x.numpy(), prep.exact_y.numpy()
         ii_np, jj_np = ii.numpy(), jj.numpy()
+        # float64 temporaries of ~1 MB stay in the L2 cache (measured: 49k pairs, d = 256,
+        # 2.5x faster than 90 MB chunks); each row's sum is the same whatever the chunking
+        chunk = min(chunk, max(1, 2**20 // (8 * max(prep.d, 1))))
         out_np = np.empty(ii_np.shape[0], dtype=np.float64)
         for s in range(0, ii_np.shape[0], chunk):
             diff = ex[ii_np[s:s + chunk]].astype(np.float64)

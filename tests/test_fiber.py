@@ -349,3 +349,21 @@ def test_lowered_matmul_precision_stays_exact(rng):
             np.testing.assert_array_equal(fiber_product(X, Y, eps).pairs, np.argwhere(D <= eps))
     finally:
         torch.set_float32_matmul_precision(before)
+
+
+def test_default_cpu_blocks_and_exact_chunks_agree_with_brute_force(rng):
+    # more rows and columns than one default CPU block (1024 x 1024) and more candidates
+    # per block than one exact-distance chunk (2^20 bytes of float64 rows: 512 at d = 256)
+    X = rng.normal(size=(1300, 256)).astype(np.float32)
+    Y = rng.normal(size=(1100, 256)).astype(np.float32)
+    X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
+    D = np.concatenate([np.sqrt(((X64[s:s + 20, None, :] - Y64[None]) ** 2).sum(-1))
+                        for s in range(0, len(X), 20)])  # brute force, 20 rows at a time
+    eps = float(np.quantile(D, 0.01))
+    fp = fiber_product(X, Y, eps, num_threads=1)
+    want = truth_pairs(D, eps)
+    assert len(want) > 10_000
+    np.testing.assert_array_equal(fp.pairs, want)
+    np.testing.assert_allclose(fp.distances, D[want[:, 0], want[:, 1]], rtol=1e-13)
+    fc = fiber_counts(X, Y, [eps / 2, eps, 0.9 * eps], num_threads=2)
+    np.testing.assert_array_equal(fc.counts, [(D <= e).sum() for e in (eps / 2, eps, 0.9 * eps)])

@@ -135,10 +135,8 @@ def test_non_convergence_is_reported_and_warned():
         assert frechet_mean(x, S).converged.all()
 
 
-def test_fixed_iterations_do_not_synchronise(monkeypatch):
-    """No Tensor -> Python conversion inside the loop: the count must not grow with max_iter."""
-    S = Sphere(dim=4)
-    x = torch.as_tensor(cluster(S, 10, seed=10, batch=(3,)))
+def count_host_reads(monkeypatch):
+    """Count Tensor -> Python conversions (host-device synchronisations) in ``calls["n"]``."""
     calls = {"n": 0}
     for meth in ("__bool__", "item", "__float__", "__int__", "tolist"):
         orig = getattr(torch.Tensor, meth)
@@ -148,6 +146,14 @@ def test_fixed_iterations_do_not_synchronise(monkeypatch):
             return _orig(self, *a, **k)
 
         monkeypatch.setattr(torch.Tensor, meth, counting)
+    return calls
+
+
+def test_fixed_iterations_do_not_synchronise(monkeypatch):
+    """No Tensor -> Python conversion inside the loop: the count must not grow with max_iter."""
+    S = Sphere(dim=4)
+    x = torch.as_tensor(cluster(S, 10, seed=10, batch=(3,)))
+    calls = count_host_reads(monkeypatch)
     counts = []
     for max_iter in (40, 80):
         calls["n"] = 0
@@ -190,3 +196,118 @@ def test_bad_input():
         frechet_mean(x, S, tol=-1)
     with pytest.raises(ValueError, match="max_iter must be >= 0"):
         frechet_mean(x, S, max_iter=-1)
+
+
+# --------------------------------------------------------------------------- #
+# SPD (affine metric): the Riemannian Newton iteration
+# --------------------------------------------------------------------------- #
+def spd_data(p, n, seed, scale=0.5, batch=()):
+    g = torch.Generator().manual_seed(seed)
+    return SPD(p)._random(batch + (n,), g, torch.float64, scale=scale).numpy()
+
+
+@pytest.mark.parametrize("p,n,scale", [(2, 5, 0.3), (5, 40, 0.5), (16, 30, 0.5), (6, 12, 1.5)])
+def test_spd_newton_matches_pyriemann(p, n, scale):
+    pyriemann_mean = pytest.importorskip("pyriemann.geometry.mean").mean_riemann
+    x = spd_data(p, n, seed=p + n, scale=scale)
+    w = np.random.default_rng(p).random(n)
+    w /= w.sum()
+    ref = pyriemann_mean(x, tol=1e-14, maxiter=2000, sample_weight=w)
+    res = frechet_mean(x, SPD(p), weights=w, tol=1e-11)
+    assert res.converged and res.residual <= 1e-11
+    M = SPD(p)
+    assert M.dist(res.mean, ref) <= 1e-9
+    # the gradient (Karcher) iteration reaches the same point, in many more passes
+    slow = frechet_mean(x, M, weights=w, tol=1e-11, max_iter=2000, method="gradient")
+    assert M.dist(res.mean, slow.mean) <= 1e-9
+    assert res.n_iter <= 8 and res.n_iter < slow.n_iter
+
+
+def test_spd_newton_hessian_is_the_second_derivative():
+    """<v, H v> of the closed-form Hessian equals F''(0) along exp_I(t v) (central differences)."""
+    import geoalign.manifolds.spd as spd_mod
+
+    p, n = 5, 7
+    M = SPD(p)
+    x = torch.as_tensor(spd_data(p, n, seed=3, scale=0.8))
+    w = torch.as_tensor(np.random.default_rng(4).dirichlet(np.ones(n)))
+    _, frame, mu, g = M._karcher_state(None, x, w)
+    c = w[:, None, None] * spd_mod._tcoth((mu.unsqueeze(-1) - mu.unsqueeze(-2)) / 2)
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        v = torch.as_tensor(rng.normal(size=(p, p)))
+        v = (v + v.T) / 2
+        hv = frame.hessian(c, v)
+
+        def F(t):
+            m = M._whitened_exp(None, t * v)
+            d = M._dist(m.expand(n, p, p), x)
+            return 0.5 * float((w * d * d).sum())
+
+        h = 1e-4
+        second = (F(h) - 2 * F(0) + F(-h)) / h**2
+        first = (F(h) - F(-h)) / (2 * h)
+        np.testing.assert_allclose(float((v * hv).sum()), second, rtol=1e-5)
+        np.testing.assert_allclose(-float((v * g).sum()), first, rtol=1e-6)  # the gradient is -g
+
+
+def test_spd_newton_batched_weights_float32_and_torch():
+    x = spd_data(4, 10, seed=7, batch=(3,))
+    w = np.random.default_rng(8).random((3, 10))
+    w /= w.sum(-1, keepdims=True)
+    res = frechet_mean(x, SPD(4), weights=w)
+    for i in range(3):
+        single = frechet_mean(x[i], SPD(4), weights=w[i])
+        np.testing.assert_allclose(res.mean[i], single.mean, atol=1e-12)
+        assert res.n_iter[i] == single.n_iter
+    res32 = frechet_mean(x.astype(np.float32), SPD(4), weights=w.astype(np.float32))
+    assert res32.mean.dtype == np.float32 and res32.converged.all()
+    np.testing.assert_allclose(res32.mean, res.mean, atol=1e-4)
+    rt = frechet_mean(torch.as_tensor(x), SPD(4), weights=torch.as_tensor(w))
+    assert isinstance(rt.mean, torch.Tensor)
+    np.testing.assert_allclose(rt.mean.numpy(), res.mean, atol=1e-14)
+
+
+def test_spd_newton_edge_cases():
+    M = SPD(3)
+    x = spd_data(3, 6, seed=9)
+    # max_iter=0: the log-Euclidean mean, the documented starting point
+    start = frechet_mean(x, M, max_iter=0, fixed_iterations=True)
+    np.testing.assert_allclose(start.mean, expm(sum(logm(xi).real for xi in x) / 6), atol=1e-12)
+    assert start.n_iter == 0
+    # identical points: the mean is that point, reached by the first Newton step
+    same = frechet_mean(np.repeat(x[:1], 4, 0), M)
+    np.testing.assert_allclose(same.mean, x[0], atol=1e-10)
+    # data symmetric about the identity: converged at the first pass, no update
+    a = logm(x[0]).real
+    pair = np.stack([expm(a), expm(-a)])
+    sym_res = frechet_mean(pair, M)
+    np.testing.assert_allclose(sym_res.mean, np.eye(3), atol=1e-12)
+    assert sym_res.n_iter == 0
+    # badly scaled data (entries ~1e6) converge like well-scaled ones
+    big = frechet_mean(1e6 * x, M)
+    np.testing.assert_allclose(big.mean / 1e6, frechet_mean(x, M).mean, rtol=1e-9)
+
+
+def test_spd_method_bad_input():
+    x = spd_data(3, 4, seed=10)
+    with pytest.raises(ValueError, match="unknown method .bfgs.; expected one of"):
+        frechet_mean(x, SPD(3), method="bfgs")
+    with pytest.raises(ValueError, match="method='newton' needs SPD with metric='affine'"):
+        frechet_mean(x, SPD(3, "log_euclidean"), method="newton")
+    with pytest.raises(ValueError, match="method='newton' needs SPD"):
+        frechet_mean(cluster(Sphere(dim=2), 4, seed=1), Sphere(dim=2), method="newton")
+
+
+def test_spd_newton_fixed_iterations_do_not_synchronise(monkeypatch):
+    x = torch.as_tensor(spd_data(4, 10, seed=11, batch=(3,)))
+    M = SPD(4, validate=False)
+    calls = count_host_reads(monkeypatch)
+    counts = []
+    for max_iter in (3, 9):
+        calls["n"] = 0
+        res = frechet_mean(x, M, max_iter=max_iter, fixed_iterations=True)
+        counts.append(calls["n"])
+    assert counts[0] == counts[1] == 0
+    adaptive = frechet_mean(x, M)
+    np.testing.assert_allclose(res.mean.numpy(), adaptive.mean.numpy(), atol=1e-12)

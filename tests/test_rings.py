@@ -25,7 +25,7 @@ needs_kernel = pytest.mark.skipif(not HAVE_COMPILED_KERNEL, reason="geoalign._ri
 
 
 def simd_applies(n):
-    return HAVE_COMPILED_KERNEL and n & (n - 1) == 0 and n <= 2**16
+    return HAVE_COMPILED_KERNEL  # every modulus n < 2^31 since the general-modulus kernel
 
 
 def flint_mul(a, b, n):
@@ -220,17 +220,65 @@ def test_simd_broadcasting_threads_and_torch():
     assert R1.mul(np.zeros((0, 5), np.int64), np.ones((0, 3), np.int64), method="simd").shape == (0, 7)
 
 
-def test_simd_unavailable_is_explained(monkeypatch):
-    with pytest.raises(ValueError, match="power of two <= 2\\^16, got n=30522"):
-        PolyRing(30522).mul([1, 2], [3, 4], method="simd")
-    with pytest.raises(ValueError, match="power of two <= 2\\^16, got n=131072"):
-        PolyRing(2**17).mul([1, 2], [3, 4], method="simd")
+@pytest.mark.parametrize("n", [256, 30522, 2**31 - 1])
+def test_simd_unavailable_is_explained(monkeypatch, n):
+    R = PolyRing(n)
+    A = R.random(5, 40, seed=0)
+    if HAVE_COMPILED_KERNEL:  # an extension built before the general-modulus kernel
+        monkeypatch.setattr(rings.ring, "_ringmul", type("Old", (), {"mul_pow2": rings.ring._ringmul.mul_pow2}))
+        if n == 256:
+            np.testing.assert_array_equal(R.mul(A, A, method="simd"), R.mul(A, A, method="direct"))
+        else:
+            with pytest.raises(ValueError, match="predates its general-modulus kernel"):
+                R.mul(A, A, method="simd")
+            np.testing.assert_array_equal(R.mul(A, A), R.mul(A, A, method="fft"))
     monkeypatch.setattr(rings.ring, "_ringmul", None)  # as if built without a C compiler
-    R = PolyRing(256)
     with pytest.raises(ValueError, match="was not built"):
         R.mul([1, 2], [3, 4], method="simd")
-    A = R.random(5, 40, seed=0)
-    np.testing.assert_array_equal(R.mul(A, A), R.mul(A, A, method="direct"))  # auto falls back
+    # the fallback (FFT / direct) still multiplies exactly
+    np.testing.assert_array_equal(R.mul(A, A), [flint_mul(a, a, n) + [0] * (79 - len(flint_mul(a, a, n)))
+                                                for a in A])
+
+
+@needs_kernel
+@settings(max_examples=60)
+@given(n=moduli, la=st.integers(1, 300), lb=st.integers(1, 300), batch=st.integers(1, 20),
+       seed=st.integers(0, 2**32 - 1), equal=st.booleans(), wild=st.booleans())
+def test_general_modulus_kernel_matches_flint(n, la, lb, batch, seed, equal, wild):
+    # Both limb regimes (n below / above 2^22 at these lengths), Karatsuba depths 0-3 (equal
+    # lengths), partial last blocks of the 8 float64 lanes, and any int64 inputs (wild).
+    lb = la if equal else lb
+    rng = np.random.default_rng(seed)
+    lo, hi = (-2**62, 2**62) if wild else (0, n)
+    A, B = rng.integers(lo, hi, (batch, la)), rng.integers(lo, hi, (batch, lb))
+    A[0], B[-1] = n - 1, n - 1  # worst-case magnitudes in some rows
+    out = np.empty((batch, la + lb - 1), np.int64)
+    rings.ring._ringmul.mul_mod(A, B, out, n)
+    for i in range(batch):
+        assert as_list(out[i]) == flint_mul(A[i] % n, B[i] % n, n)
+
+
+@needs_kernel
+@pytest.mark.parametrize("n", [3, 30522, 2**22 + 1, 2**22 + 2, 2**31 - 1, 2**31 - 2])
+@pytest.mark.parametrize("length", [255, 256, 1024])
+def test_general_modulus_kernel_worst_case(n, length):
+    # All coefficients n - 1 maximise every float64 sum: 2^22 + 1 is the largest modulus with
+    # one limb at length 256 (256 (n-1)^2 = 2^52), 2^22 + 2 the smallest with two.
+    A = np.full((9, length), n - 1)
+    A[1, ::3] = n // 2
+    C = PolyRing(n).mul(A, A, method="simd")
+    for i in (0, 1, 8):
+        assert as_list(C[i]) == flint_mul(A[i], A[i], n)
+
+
+@needs_kernel
+@settings(max_examples=10)
+@given(n=moduli, la=st.integers(1, 80), seed=st.integers(0, 2**32 - 1))
+def test_general_modulus_kernel_matches_sympy(n, la, seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, n, la), rng.integers(0, n, la)
+    ref = sympy_poly(a, n) * sympy_poly(b, n)
+    np.testing.assert_array_equal(PolyRing(n).mul(a, b, method="simd"), sympy_coeffs(ref, n, 2 * la - 1))
 
 
 @needs_kernel
@@ -247,6 +295,17 @@ def test_kernel_checks_its_arguments():
         _ringmul.mul_pow2(a, a, np.zeros((4, 6), np.int64), 256)
     with pytest.raises(ValueError, match="do not match"):
         _ringmul.mul_pow2(a[:2], a, out, 256)
+    _ringmul.mul_mod(a, a, out, 30522)
+    for bad in (1, 2**31):
+        with pytest.raises(ValueError, match=r"modulus must be in \[2, 2\^31\)"):
+            _ringmul.mul_mod(a, a, out, bad)
+    with pytest.raises(ValueError, match="do not match"):
+        _ringmul.mul_mod(a, a, np.zeros((4, 6), np.int64), 30522)
+    with pytest.raises(ValueError, match="int64"):
+        _ringmul.mul_mod(a, a.astype(np.float64), out, 30522)
+    long = np.zeros((1, 2**18 + 1), np.int64)
+    with pytest.raises(ValueError, match="2\\^18 coefficients"):
+        _ringmul.mul_mod(long, long, np.zeros((1, 2**19 + 1), np.int64), 2**31 - 1)
 
 
 def test_mul_blocks_and_threads_agree():

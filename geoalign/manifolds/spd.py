@@ -85,6 +85,82 @@ def _daleckii_krein(u: torch.Tensor, f_div: torch.Tensor, h: torch.Tensor) -> to
     return sym(u @ (f_div * (u.mT @ h @ u)) @ u.mT)
 
 
+def _tcoth(t: torch.Tensor) -> torch.Tensor:
+    """:math:`t \\coth t = |t| + 2|t| / (e^{2|t|} - 1)` (even, >= 1, equal to 1 at t = 0)."""
+    a = 2 * t.abs()
+    return torch.where(a < 1e-8, torch.ones_like(a), a / 2 + a / torch.expm1(a))
+
+
+def _whiten_all(x: torch.Tensor, chol_inv: torch.Tensor) -> torch.Tensor:
+    r""":math:`L^{-1} x_i L^{-\top}` for all ``x`` (..., n, p, p) and ``chol_inv`` (..., p, p).
+
+    Two GEMMs over the stacked points (rows :math:`x_i L^{-\top}`, transposed
+    blockwise to :math:`L^{-1} x_i` since ``x_i`` is symmetric), instead of 2n small
+    products.  The result is symmetric up to rounding (``eigh`` reads one triangle).
+    """
+    *b, n, p, _ = x.shape
+    y = x.reshape(*b, n * p, p) @ chol_inv.mT
+    y = y.reshape(*b, n, p, p).mT.reshape(*b, n * p, p)
+    return (y @ chol_inv.mT).reshape(*b, n, p, p)
+
+
+class _Frame:
+    r"""Eigenvectors :math:`u_i` of the whitened points in the layouts the GEMMs need.
+
+    ``ut`` (..., n, p, p): the :math:`u_i^\top`, contiguous (so ``ut.reshape(..., n p, p)``
+    stacks them vertically for free); ``ucat`` (..., p, n p): :math:`[u_1 \cdots u_n]`.
+    Then :math:`\sum_i u_i a_i = ` ``ucat @ a.reshape(..., n p, p)``, one GEMM of inner
+    size :math:`np` instead of n small products and a reduction.
+    """
+
+    def __init__(self, u: torch.Tensor):
+        *b, n, p, _ = u.shape
+        self.u, self.n, self.p = u, n, p
+        self.ut = u.mT.contiguous()
+        self.ucat = u.movedim(-3, -2).reshape(*b, p, n * p)
+
+    def sum_left(self, a: torch.Tensor) -> torch.Tensor:
+        r""":math:`\sum_i u_i a_i` for ``a`` (..., n, p, p)."""
+        return self.ucat @ a.reshape(*a.shape[:-3], self.n * self.p, self.p)
+
+    def hessian(self, c: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        r""":math:`\sum_i u_i \bigl(c_i \circ (u_i^\top v\, u_i)\bigr) u_i^\top` (``c`` symmetric,
+        carrying the weights): one GEMM, two batches of small products, one GEMM."""
+        n, p = self.n, self.p
+        utv = (self.ut.reshape(*self.ut.shape[:-3], n * p, p) @ v).reshape(self.ut.shape)
+        y = c * (utv @ self.u)  # symmetric, so u_i y_i u_i^T = u_i (y_i u_i^T)
+        return self.sum_left(y @ self.ut)
+
+
+def _batched_cg(apply, b: torch.Tensor, rtol: torch.Tensor, max_iter: int, adaptive: bool):
+    r"""Conjugate gradients for :math:`H v = b`, one independent solve per batch element.
+
+    ``b`` (..., p, p); element ``k`` stops (and is frozen by masking) once its residual
+    is at most ``rtol[k] * |b_k|_F``, so a batched call returns what a loop over the
+    elements returns.  ``adaptive``: stop when every element has stopped (one
+    host-device synchronisation per CG iteration); otherwise run ``max_iter`` iterations.
+    """
+    tiny = torch.finfo(b.dtype).tiny
+    x = torch.zeros_like(b)
+    r, p = b, b
+    rr = (b * b).sum((-2, -1))
+    target = rr * rtol * rtol
+    active = rr > target
+    for _ in range(max_iter):
+        if adaptive and not bool(active.any()):
+            break
+        hp = apply(p)
+        alpha = torch.where(active, rr / (p * hp).sum((-2, -1)).clamp_min(tiny), 0)
+        x = x + alpha[..., None, None] * p
+        r = r - alpha[..., None, None] * hp
+        rr_new = (r * r).sum((-2, -1))
+        beta = torch.where(active, rr_new / rr.clamp_min(tiny), 0)
+        p = r + beta[..., None, None] * p
+        rr = torch.where(active, rr_new, rr)
+        active = active & (rr_new > target)
+    return x
+
+
 class SPD(Manifold):
     r"""Symmetric positive-definite ``n x n`` matrices.
 
@@ -115,6 +191,11 @@ class SPD(Manifold):
 
     def _repr_args(self) -> str:
         return f"n={self.n}, metric={self.metric!r}"
+
+    @property
+    def _karcher_newton(self) -> bool:
+        """Whether :func:`frechet_mean` can use the Newton kernels below (affine metric)."""
+        return self.metric == "affine"
 
     def _constraint(self) -> str:
         return "x = x^T and x positive definite"
@@ -187,6 +268,52 @@ class SPD(Manifold):
         s = sym_funcm(_congruence_inv(chol.unsqueeze(-3), x), torch.log)
         t = (w[..., None, None] * s).sum(-3)
         return sym(chol @ t @ chol.mT)
+
+    # Karcher-Newton kernels (affine metric; used by frechet_mean) -----------
+    def _karcher_state(self, m, x, w):
+        r"""Whitened data at the mean ``m`` (``None``: the identity) and the tangent mean.
+
+        With :math:`m = L L^\top` and :math:`L^{-1} x_i L^{-\top} = u_i \operatorname{diag}(\lambda_i) u_i^\top`
+        (one batched ``eigh``), the whitened tangent mean is
+        :math:`t = \sum_i w_i u_i \operatorname{diag}(\log\lambda_i) u_i^\top`; the tangent
+        mean at ``m`` is :math:`L t L^\top` and its Riemannian norm :math:`\|t\|_F`.
+        Returns ``(chol, frame, mu, t)`` with ``frame`` the :class:`_Frame` of the
+        :math:`u_i` and ``mu = log(lambda)``.
+        """
+        if m is None:
+            chol, white = None, x
+        else:
+            chol = torch.linalg.cholesky(m)
+            eye = torch.eye(self.n, dtype=m.dtype, device=m.device)
+            chol_inv = torch.linalg.solve_triangular(chol, eye.expand_as(chol), upper=False)
+            white = _whiten_all(x, chol_inv)
+        lam, u = torch.linalg.eigh(white)
+        mu = torch.log(lam)
+        frame = _Frame(u)
+        t = sym(frame.sum_left((w[..., :, None] * mu).unsqueeze(-1) * frame.ut))
+        return chol, frame, mu, t
+
+    def _newton_direction(self, frame, mu, w, t, rtol, max_iter, adaptive):
+        r"""Solve :math:`\mathcal H v = t` for the Riemannian Newton step (whitened frame).
+
+        The Hessian of :math:`\tfrac12\sum_i w_i d(\cdot, x_i)^2` at the whitened mean
+        (the identity) acts on a symmetric ``v`` as
+
+        .. math:: \mathcal H v = \sum_i w_i\, u_i \bigl(C_i \circ (u_i^\top v u_i)\bigr) u_i^\top,
+            \qquad (C_i)_{jk} = \tau_{ijk} \coth \tau_{ijk},\quad
+            \tau_{ijk} = \tfrac12 (\mu_{ij} - \mu_{ik})
+
+        (the Jacobi-field operator :math:`\sqrt{-R}\coth\sqrt{-R}` of the symmetric
+        space), symmetric with spectrum in :math:`[1, \max_{ijk} \tau\coth\tau]`, so
+        conjugate gradients converge fast and :math:`\|v\| \le \|t\|`.
+        """
+        c = w[..., :, None, None] * _tcoth((mu.unsqueeze(-1) - mu.unsqueeze(-2)) / 2)
+        return _batched_cg(lambda v: frame.hessian(c, v), t, rtol, max_iter, adaptive)
+
+    def _whitened_exp(self, chol, v):
+        r""":math:`\exp_m(L v L^\top) = L \operatorname{expm}(v) L^\top` (``chol`` None: identity)."""
+        e = sym_funcm(v, torch.exp)
+        return e if chol is None else sym(chol @ e @ chol.mT)
 
     def _dist(self, x, y):
         if self.metric == "affine":

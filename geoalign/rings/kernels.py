@@ -24,7 +24,7 @@ _MAGIC = 6755399441055744.0  # 1.5 * 2^52: adding it rounds |x| < 2^51 to an int
 _MAGIC_INT = int(np.float64(_MAGIC).view(np.int64))
 _BLOCK_ELEMENTS = 1 << 17  # float64 values per operand per block (1 MiB): stays in the L2 cache
 _DIRECT_MAX_LENGTH = 16  # schoolbook product when the shorter factor is at most this long
-_SIMD_MAX_MODULUS = 1 << 16  # the compiled kernel computes modulo 2^16
+_SIMD_MAX_MODULUS = 1 << 16  # the 16-bit compiled kernel computes modulo 2^16
 _SIMD_MAX_WORK = 1 << 18  # L_P * L_Q up to which the compiled schoolbook beats the FFT (measured: 512 x 512)
 
 #: True if the compiled kernel ``geoalign._ringmul`` (``PolyRing.mul(method="simd")``) is built.

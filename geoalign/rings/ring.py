@@ -26,14 +26,29 @@ Exact multiplication
 --------------------
 Two exact kernels, both batched; :meth:`PolyRing.mul` picks one (``method=``).
 
-*Power-of-two moduli* :math:`n \mid 2^{16}` (images over :math:`\mathbb{Z}_{256}`):
-a compiled schoolbook product (the optional C extension ``geoalign._ringmul``,
-built by ``pip install`` where a C compiler exists; see
-:data:`HAVE_COMPILED_KERNEL`).  It computes in 16-bit wrap-around arithmetic,
-which is exact modulo every divisor of :math:`2^{16}` with no rounding at all,
-and vectorises *across the batch*: 32 polynomials share each SIMD multiply-add
-(AVX-512BW or AVX2, chosen at run time).  Its cost is :math:`L_P L_Q` per
-product, so it is used up to :math:`L_P L_Q = 2^{18}` and the FFT beyond.
+*Compiled schoolbook* (the optional C extension ``geoalign._ringmul``, built by
+``pip install`` where a C compiler exists; see :data:`HAVE_COMPILED_KERNEL`),
+vectorised *across the batch*: 32 (16-bit) or 8 (float64) polynomials share each
+SIMD multiply-add (AVX-512 or AVX2, chosen at run time), and the convolution is
+register-blocked (four outputs per pass over a factor).  Bit-exact in every case:
+
+* power-of-two moduli :math:`n \mid 2^{16}` (images over :math:`\mathbb{Z}_{256}`):
+  16-bit wrap-around arithmetic, exact modulo every divisor of :math:`2^{16}`, no
+  rounding at all;
+* any other :math:`n < 2^{31}` with :math:`T (n-1)^2 \le 2^{52}`, where
+  :math:`T = \min(L_P, L_Q)` bounds the number of terms of a coefficient: residues
+  in float64, every product and partial sum an integer below :math:`2^{52}`, hence
+  exact; one reduction per coefficient at the end (:math:`\mathbb{Z}_{30522}`, degree
+  255: sums below :math:`2^{38}`);
+* beyond, two 16-bit limbs :math:`a = a_1 2^{16} + a_0` and Karatsuba on them (three
+  float64 convolutions of limbs below :math:`2^{17}`, sums below :math:`2^{52}` for
+  :math:`T \le 2^{18}`), recombined modulo ``n`` in int64 (:math:`n \approx 2^{31}`).
+
+For equal lengths the float64 kernel also applies Karatsuba to the polynomial halves
+while the sums stay exact (a level doubles the coefficients and halves the number of
+terms: the bound becomes :math:`T 2^{d} v^2 \le 2^{52}` after ``d`` levels, checked).
+Its cost is :math:`O(L_P L_Q)` (less with Karatsuba), so it is used up to
+:math:`L_P L_Q = 2^{18}` and the FFT beyond.
 
 *Every modulus* :math:`n < 2^{31}`: a floating-point FFT over the whole batch
 (torch's FFT, on any device), made *provably exact* by splitting coefficients
@@ -270,11 +285,11 @@ class PolyRing:
         Q : array-like or torch.Tensor, shape=[..., L_Q]
             Leading dimensions broadcast; degrees may differ.
         method : {"auto", "simd", "fft", "direct"}
-            ``"simd"``: compiled schoolbook vectorised across the batch, with
-            exact wrap-around arithmetic modulo :math:`2^{16}` (power-of-two
-            moduli :math:`n \le 2^{16}`, e.g. :math:`\mathbb{Z}_{256}`; CPU; needs
-            the optional extension ``geoalign._ringmul``, see
-            :data:`HAVE_COMPILED_KERNEL`); ``"fft"``: limb-split float64 FFT
+            ``"simd"``: compiled schoolbook vectorised across the batch, exact
+            (16-bit wrap-around arithmetic for power-of-two moduli
+            :math:`n \le 2^{16}`, exact float64 sums on one or two limbs otherwise,
+            see the module docstring; CPU; needs the optional extension
+            ``geoalign._ringmul``, see :data:`HAVE_COMPILED_KERNEL`); ``"fft"``: limb-split float64 FFT
             over the whole batch (provably exact, see the module docstring);
             ``"direct"``: schoolbook int64 product in NumPy/torch;
             ``"auto"``: ``"simd"`` where it applies and :math:`L_P L_Q \le 2^{18}`
@@ -290,8 +305,9 @@ class PolyRing:
         Raises
         ------
         ValueError
-            ``method="simd"`` where it does not apply (modulus, device or
-            missing extension: the message says which).
+            ``method="simd"`` where it does not apply (device, missing extension,
+            or a factor longer than :math:`2^{18}` for a modulus that needs two
+            limbs: the message says which).
         """
         check_choice(method, "method", ("auto", "simd", "fft", "direct"))
         # Unreduced: each kernel reduces its cache-sized blocks (or needs no reduction).
@@ -321,11 +337,17 @@ class PolyRing:
         """Why the compiled kernel cannot compute this product ('' if it can)."""
         if _ringmul is None:
             return "the compiled extension geoalign._ringmul was not built (no C compiler at install time)"
-        if self.n & (self.n - 1) or self.n > _SIMD_MAX_MODULUS:
-            return f"the modulus must be a power of two <= 2^16, got n={self.n}"
+        if not self._pow2_kernel and not hasattr(_ringmul, "mul_mod"):
+            return (f"n={self.n} is not a power of two <= 2^16 and the compiled extension predates "
+                    "its general-modulus kernel (rebuild: python setup.py build_ext --inplace)")
         if not on_cpu:
             return "the compiled kernel runs on the CPU only (tensors on an accelerator use the FFT)"
         return ""
+
+    @property
+    def _pow2_kernel(self) -> bool:
+        """The 16-bit wrap-around kernel applies (n a power of two <= 2^16)."""
+        return not self.n & (self.n - 1) and self.n <= _SIMD_MAX_MODULUS
 
     def _simd_mul(self, p, q, xp):
         La, Lb = p.shape[-1], q.shape[-1]
@@ -337,14 +359,15 @@ class PolyRing:
         # C-contiguous int64 rows; a single row stays one (broadcast in C)
         a, b = (np.ascontiguousarray(_broadcast_rows(x, batch)) for x in (p, q))
         out = np.empty((rows, La + Lb - 1), dtype=np.int64)
+        kernel = _ringmul.mul_pow2 if self._pow2_kernel else _ringmul.mul_mod
         # Row chunks (multiples of the 32 SIMD lanes) on threads: the kernel releases the GIL.
         chunk = max(32, -(-rows // (32 * self.num_threads)) * 32)
         starts = range(0, rows, chunk)
 
         def run(start: int) -> None:
             stop = min(start + chunk, rows)
-            _ringmul.mul_pow2(a if a.shape[0] == 1 else a[start:stop],
-                              b if b.shape[0] == 1 else b[start:stop], out[start:stop], self.n)
+            kernel(a if a.shape[0] == 1 else a[start:stop], b if b.shape[0] == 1 else b[start:stop],
+                   out[start:stop], self.n)
 
         if len(starts) > 1:
             with ThreadPoolExecutor(min(self.num_threads, len(starts))) as pool:
