@@ -43,7 +43,7 @@ CASES = {
                             True),
     "free_support_barycenter": (lambda k: (([k(X), k(Y)],), {"support_size": 3, "reg": 1.0}),
                                 lambda r: r.support, True),
-    "frechet_mean": (lambda k: ((k(_unit(6, 3)), geoalign.Sphere(3)), {}), lambda r: r.mean, True),
+    "frechet_mean": (lambda k: ((k(_unit(6, 3)), geoalign.Sphere(dim=2)), {}), lambda r: r.mean, True),
     "pair_distances": (lambda k: ((k(X), k(X[::-1].copy())), {}), lambda r: r, False),
     "fiber_product": (lambda k: ((k(X), k(Y), 2.5), {}), lambda r: r.pairs, None),
     "principal_angles": (lambda k: ((k(BASIS_A), k(BASIS_B)), {}), lambda r: r, True),
