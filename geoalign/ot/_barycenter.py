@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .._validation import check_array, check_int, check_nonnegative_scalar, check_positive_scalar
 from .._warnings import ConvergenceWarning
-from . import _common
+from . import _common, _core
 from . import _free_support
 
 __all__ = [
@@ -127,8 +127,9 @@ def barycenter(A, C, reg, weights=None, max_iter=1000, tol=1e-9, warn=True):
     G = torch.zeros_like(At)
     err, n_iter, converged = float("inf"), 0, False
     for it in range(max_iter):
-        F = logA - torch.logsumexp(M + G[:, :, None, :], dim=3)
-        logKU = torch.logsumexp(M + F[:, :, :, None], dim=2)
+        # the two log-domain Sinkhorn half-steps of the core, then the geometric mean
+        F = logA - _core.log_kernel_apply(M, G[:, :, None, :], dim=3)
+        logKU = _core.log_kernel_apply(M, F[:, :, :, None], dim=2)
         log_bar = (w[None, :, None] * logKU).sum(1)
         n_iter += 1
         if it % 10 == 0 or it == max_iter - 1:

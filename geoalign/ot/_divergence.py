@@ -28,7 +28,7 @@ import torch
 
 from .._validation import check_array, check_int, check_nonnegative_scalar, check_positive_scalar
 from .._warnings import ConvergenceWarning
-from . import _common
+from . import _common, _core
 
 __all__ = ["SinkhornDivergenceResult", "sinkhorn_divergence"]
 
@@ -67,20 +67,7 @@ class SinkhornDivergenceResult:
     change: Any = None
 
 
-def _softmin(eps, C, h):
-    r""":math:`-\varepsilon \log \sum_j \exp(h_j - C_{ij}/\varepsilon)`, batched over the first axis."""
-    return -eps * torch.logsumexp(h[:, None, :] - C / eps, dim=2)
-
-
 _KERNEL_RANGE = 0.3
-
-
-def _kernel_softmin(eps, K, logw, h):
-    r"""Same as :func:`_softmin` with :math:`K = e^{-C/\varepsilon}` precomputed:
-    :math:`-\varepsilon \log K (w \odot e^{h})`, with ``h`` shifted by its maximum."""
-    z = logw + h
-    zmax = z.amax(1, keepdim=True)
-    return -eps * (zmax + torch.log((K @ torch.exp(z - zmax)[:, :, None])[..., 0]))
 
 
 def _iterate(Cxy, Cxx, Cyy, loga, logb, schedule, eps, max_iter, tol, use_kernel):
@@ -96,12 +83,13 @@ def _iterate(Cxy, Cxx, Cyy, loga, logb, schedule, eps, max_iter, tol, use_kernel
             Kxy = torch.exp(Cxy / -e)
             Kxx, Kyy = torch.exp(Cxx / -e), torch.exp(Cyy / -e)
             Kyx = Kxy.transpose(1, 2)
-            return (lambda w, h: _kernel_softmin(e, Kxy, w, h), lambda w, h: _kernel_softmin(e, Kyx, w, h),
-                    lambda w, h: _kernel_softmin(e, Kxx, w, h), lambda w, h: _kernel_softmin(e, Kyy, w, h))
+            ksm = _core.kernel_softmin
+            return (lambda w, h: ksm(e, Kxy, w, h), lambda w, h: ksm(e, Kyx, w, h),
+                    lambda w, h: ksm(e, Kxx, w, h), lambda w, h: ksm(e, Kyy, w, h))
     else:
         def stage(e):
-            return (lambda w, h: _softmin(e, Cxy, w + h), lambda w, h: _softmin(e, Cyx, w + h),
-                    lambda w, h: _softmin(e, Cxx, w + h), lambda w, h: _softmin(e, Cyy, w + h))
+            return (lambda w, h: _core.softmin(e, Cxy, w + h), lambda w, h: _core.softmin(e, Cyx, w + h),
+                    lambda w, h: _core.softmin(e, Cxx, w + h), lambda w, h: _core.softmin(e, Cyy, w + h))
 
     e0 = schedule[0]
     zb, za = torch.zeros_like(logb), torch.zeros_like(loga)
@@ -276,10 +264,10 @@ def sinkhorn_divergence(X, Y, reg, a=None, b=None, p=2, scaling=None, max_iter=1
 
     # Final extrapolation with autograd: each side sees the other's points detached
     # (GeomLoss), so the gradient is the envelope gradient of each term.
-    f_fin = _softmin(eps, _common.pairwise_cost(Xt, Yd, p), logb + g_ab / eps)
-    g_fin = _softmin(eps, _common.pairwise_cost(Yt, Xd, p), loga + f_ab / eps)
-    faa_fin = _softmin(eps, _common.pairwise_cost(Xt, Xd, p), loga + f_aa / eps)
-    gbb_fin = _softmin(eps, _common.pairwise_cost(Yt, Yd, p), logb + g_bb / eps)
+    f_fin = _core.softmin(eps, _common.pairwise_cost(Xt, Yd, p), logb + g_ab / eps)
+    g_fin = _core.softmin(eps, _common.pairwise_cost(Yt, Xd, p), loga + f_ab / eps)
+    faa_fin = _core.softmin(eps, _common.pairwise_cost(Xt, Xd, p), loga + f_aa / eps)
+    gbb_fin = _core.softmin(eps, _common.pairwise_cost(Yt, Yd, p), logb + g_bb / eps)
     value = (at * (f_fin - faa_fin)).sum(1) + (bt * (g_fin - gbb_fin)).sum(1)
     ot_xy = ((at * f_fin).sum(1) + (bt * g_fin).sum(1)).detach()
     ot_xx = 2 * (at * faa_fin).sum(1).detach()

@@ -1,0 +1,107 @@
+"""The Sinkhorn core (geoalign/ot/_core.py) and the callers that share it.
+
+``tests/data/ot_core_reference.npz`` holds the outputs of the five Sinkhorn loops
+as they were before they were merged into the core (written by
+``tests/data/make_ot_core_reference.py`` at commit 27f22df), at fixed iteration
+counts in float64: the merged code must reproduce them to rtol 1e-10.
+"""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from geoalign.ot import _core
+
+DATA = Path(__file__).parent / "data"
+
+
+def _maker():
+    spec = importlib.util.spec_from_file_location("make_ot_core_reference", DATA / "make_ot_core_reference.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def reference():
+    with np.load(DATA / "ot_core_reference.npz") as z:
+        return dict(z)
+
+
+@pytest.mark.parametrize("host", [True, False])
+def test_merged_loops_reproduce_the_old_ones(reference, host, monkeypatch):
+    monkeypatch.setattr(_core, "_HOST_FAST_PATH", host)
+    mk = _maker()
+    new = mk.outputs(mk.inputs())
+    assert sorted(new) == sorted(reference)
+    for key, ref in reference.items():
+        got = np.asarray(new[key])
+        assert got.shape == ref.shape, key
+        if key.endswith("n_iter"):
+            assert int(got) == int(ref), key
+            continue
+        scale = max(float(np.abs(ref[np.isfinite(ref)]).max(initial=0.0)), 1e-300)
+        # rtol 1e-10 relative to each array's scale (entries near 0 have no relative precision)
+        np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10 * scale, err_msg=key)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("omega", [1.0, 1.5])
+def test_host_and_device_scaling_iterations_agree(dtype, omega, monkeypatch):
+    g = torch.Generator().manual_seed(3)
+    K = torch.rand(5, 30, 40, generator=g, dtype=torch.float64).to(dtype)
+    a = torch.full((5, 1, 30), 1 / 30, dtype=dtype)
+    b = torch.rand(5, 1, 40, generator=g, dtype=torch.float64).to(dtype)
+    b[:, :, 3] = 0  # a zero-mass column (over-relaxation gives 0^(1-w) * 0 there)
+    b = b / b.sum(-1, keepdim=True)
+    u0 = torch.ones_like(a)
+    monkeypatch.setattr(_core, "_HOST_FAST_PATH", False)
+    ud, vd = _core.scaling_iterations(u0, K, a, b, 25, omega=omega)
+    monkeypatch.setattr(_core, "_HOST_FAST_PATH", True)
+    uh, vh = _core.scaling_iterations(u0, K, a, b, 25, omega=omega)
+    tol = dict(rtol=1e-12, atol=0) if dtype == torch.float64 else dict(rtol=1e-5, atol=0)
+    torch.testing.assert_close(uh, ud, **tol)
+    torch.testing.assert_close(vh, vd, **tol)
+    assert bool((vh[:, :, 3] == 0).all())
+    if omega == 1:  # rows exact after the row update (over-relaxed: only in the limit)
+        torch.testing.assert_close((uh.transpose(1, 2) * K * vh).sum(2), a[:, 0], **tol)
+
+
+def test_scaling_iterations_converge_to_pot():
+    ot = pytest.importorskip("ot")
+    rng = np.random.default_rng(0)
+    C = rng.uniform(size=(20, 30))
+    a, b = rng.dirichlet(np.ones(20)), rng.dirichlet(np.ones(30))
+    K = torch.as_tensor(np.exp(-C / 0.1))[None]
+    u, v = _core.scaling_iterations(torch.ones(1, 1, 20, dtype=torch.float64), K,
+                                    torch.as_tensor(a)[None, None], torch.as_tensor(b)[None, None], 500)
+    plan = (u.transpose(1, 2) * K * v)[0].numpy()
+    np.testing.assert_allclose(plan, ot.sinkhorn(a, b, C, 0.1, numItermax=500, stopThr=0, warn=False), rtol=1e-9,
+                               atol=1e-15)
+
+
+def test_multi_marginal_scalings_meet_their_three_marginals():
+    g = torch.Generator().manual_seed(0)
+    S = torch.tanh(torch.randn(16, 6, generator=g, dtype=torch.float64))
+    n_low = 3
+    e_low, e_high = torch.exp(0.25 * S / 0.5), torch.exp(S / 0.5)
+    alpha, beta, gamma = _core.multi_marginal_scalings(e_low, e_high, n_low, 500)
+    kernel = torch.cat([e_low[:, None, :].expand(16, n_low, 6), e_high[:, None, :].expand(16, 3, 6)], dim=1)
+    Q = kernel * alpha[None] * beta[:, None, :] * gamma[:, :, None]
+    torch.testing.assert_close(Q.sum(0), torch.full((6, 6), 16 / 6, dtype=torch.float64), rtol=1e-8, atol=0)
+    torch.testing.assert_close(Q.sum(1), torch.ones(16, 6, dtype=torch.float64), rtol=1e-8, atol=0)
+    torch.testing.assert_close(Q.sum(2), torch.ones(16, 6, dtype=torch.float64), rtol=1e-8, atol=0)
+
+
+def test_log_kernel_apply_is_the_softmin():
+    g = torch.Generator().manual_seed(1)
+    C = torch.rand(2, 7, 9, generator=g, dtype=torch.float64)
+    h = torch.randn(2, 9, generator=g, dtype=torch.float64)
+    ref = -0.05 * torch.log((torch.exp(-C / 0.05) * torch.exp(h)[:, None, :]).sum(2))
+    torch.testing.assert_close(_core.softmin(0.05, C, h), ref, rtol=1e-12, atol=0)
+    K = torch.exp(-C / 0.05)
+    logw = torch.log(torch.full((2, 9), 1 / 9, dtype=torch.float64))
+    torch.testing.assert_close(_core.kernel_softmin(0.05, K, logw, h), _core.softmin(0.05, C, logw + h),
+                               rtol=1e-12, atol=0)
