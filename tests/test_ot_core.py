@@ -105,3 +105,43 @@ def test_log_kernel_apply_is_the_softmin():
     logw = torch.log(torch.full((2, 9), 1 / 9, dtype=torch.float64))
     torch.testing.assert_close(_core.kernel_softmin(0.05, K, logw, h), _core.softmin(0.05, C, logw + h),
                                rtol=1e-12, atol=0)
+
+
+# --------------------------------------------------------------------------- #
+# Permutation plans of the free-support barycentre: certificates and POT's fixed point
+# --------------------------------------------------------------------------- #
+def test_dual_potentials_certify_exactly_the_optimal_permutations():
+    from scipy.optimize import linear_sum_assignment
+
+    from geoalign.ot import _free_support
+
+    rng = np.random.default_rng(5)
+    for n in (5, 40):
+        C = rng.uniform(size=(n, n))
+        perm = linear_sum_assignment(C)[1]
+        v, ok = _free_support.dual_potentials(C, perm, np.zeros(n), n + 1)
+        assert ok
+        u = C[np.arange(n), perm] - v[perm]
+        assert (u[:, None] + v[None] <= C + 1e-12).all()  # dual feasible, tight on perm: optimal
+        worse = perm.copy()
+        worse[[0, 1]] = worse[[1, 0]]
+        if C[np.arange(n), worse].sum() > C[np.arange(n), perm].sum() + 1e-9:
+            assert not _free_support.dual_potentials(C, worse, np.zeros(n), n + 1)[1]
+
+
+@pytest.mark.parametrize("K,d,start", [(2, 2, "cloud"), (4, 8, "random"), (3, 32, "cloud")])
+def test_assignment_fixed_point_is_pots(K, d, start):
+    ot = pytest.importorskip("ot")
+    from geoalign.ot import free_support_barycenter
+
+    rng = np.random.default_rng(K * 100 + d)
+    n = 40
+    clouds = np.stack([rng.normal(size=(n, d)) + rng.normal(scale=2, size=d) for _ in range(K)])
+    X0 = clouds[0] + 0.1 * rng.normal(size=(n, d)) if start == "cloud" else 2 * rng.normal(size=(n, d))
+    Xp = ot.lp.free_support_barycenter(list(clouds), [np.full(n, 1 / n)] * K, X0.copy())
+    res = free_support_barycenter(clouds, init=X0)
+    assert res.converged and res.n_exact == res.n_iter
+    np.testing.assert_allclose(res.support, Xp, rtol=0, atol=1e-12)
+    w = np.full(n, 1 / n)
+    obj = np.mean([ot.emd2(w, w, ot.dist(res.support, Y)) for Y in clouds])
+    np.testing.assert_allclose(res.value, obj, rtol=1e-12)

@@ -231,8 +231,14 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
     support_size : int, optional
         :math:`s`; default the largest :math:`n_k` (ignored if ``init`` is given).
     reg : float, "auto" or None
-        ``None``: exact plans by the network simplex (POT ``ot.emd``, CPU, float64),
-        the same iterates as POT's ``ot.lp.free_support_barycenter``.
+        ``None``: exact plans (CPU, float64), the same iterates as POT's
+        ``ot.lp.free_support_barycenter``.  With uniform masses and every
+        :math:`n_k` equal to the support size they are permutations: kept
+        while dual potentials certify them optimal for the moved support
+        (a few :math:`O(n^2)` Bellman-Ford passes), else a linear assignment
+        warm-started by those potentials; the iteration stops, converged, once
+        every permutation is certified (the next update would not move the
+        support).  Otherwise the network simplex (POT ``ot.emd``).
         A float: entropic plans, ε = ``reg`` in units of the squared distances,
         computed in the inputs' floating precision (float32 inputs: float32
         solves; the returned ``value`` is then accurate to float32), followed
@@ -410,7 +416,7 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
     else:
         with tqdm(total=max_iter, disable=not progress, desc="free-support barycentre") as bar:
             X, value, n_iter, converged, shift = _free_support.exact_fixed_point(
-                X, Ypad, bpad, q, w, max_iter=max_iter, tol=tol, sizes=sizes, assignment=False,
+                X, Ypad, bpad, q, w, max_iter=max_iter, tol=tol, sizes=sizes,
                 bar=bar if progress else None)
         n_exact = n_iter
     if warn and not converged:
