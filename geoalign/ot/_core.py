@@ -73,6 +73,17 @@ def softmin(eps: float, C: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return -eps * log_kernel_apply(C / -eps, h[:, None, :])
 
 
+def softmin_weights(eps: float, C: torch.Tensor, h: torch.Tensor, weights: bool = True):
+    r""":func:`softmin` and its weights :math:`\pi_{ij} = e^{h_j - C_{ij}/\varepsilon} / \sum_l e^{h_l - C_{il}/\varepsilon}`.
+
+    The weights (rows summing to one, shape of ``C``) are the derivative of the
+    soft-min with respect to :math:`C_{ij}`; ``weights=False`` returns ``None`` for them.
+    """
+    z = C / -eps + h[:, None, :]
+    lse = torch.logsumexp(z, dim=-1)
+    return -eps * lse, (z.sub_(lse[:, :, None]).exp_() if weights else None)
+
+
 def kernel_softmin(eps: float, K: torch.Tensor, logw: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     r""":func:`softmin` with :math:`K = e^{-C/\varepsilon}` precomputed:
     :math:`-\varepsilon \log K (w \odot e^{h})`, with ``h`` shifted by its maximum (no overflow)."""
