@@ -575,8 +575,10 @@ class QSMAModule(nn.Module):
                 n, m = kernel.shape[1:]
                 u = torch.ones(1, 1, n, dtype=cost.dtype, device=cost.device)
                 uniform = lambda k: torch.full((1, 1, k), 1.0 / k, dtype=cost.dtype, device=cost.device)
-                # the Sinkhorn core's scaling iterations, uniform marginals, no host sync
-                u, v = scaling_iterations(u, kernel, uniform(n), uniform(m), self.sinkhorn_iters)
+                # the Sinkhorn core's scaling iterations, uniform marginals, no host sync; torch's
+                # products on every device (training keeps tensors off NumPy)
+                u, v = scaling_iterations(u, kernel, uniform(n), uniform(m), self.sinkhorn_iters,
+                                          host=False)
                 plan = (u.transpose(1, 2) * kernel * v)[0]
             else:
                 plan = sinkhorn(None, None, cost, reg=self.ot_reg, max_iter=self.sinkhorn_iters,
