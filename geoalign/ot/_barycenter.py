@@ -247,10 +247,12 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
         (scale free).  With the polish, over the 12 instances of the
         ``barycenter`` benchmark of ``benchmarks/run.py`` (K = 2, 8; n = 200;
         d = 2, 32, 128; init near one cloud or random; float64, one thread, one
-        run on a shared machine) it ran at 0.05-4.9x the speed of POT's
-        ``ot.lp.free_support_barycenter`` (``reg=None`` ran at 0.82-1.23x), with
+        run on a shared machine, load average 7-8, medians of 3) it ran at
+        0.06-4.9x the speed of POT's ``ot.lp.free_support_barycenter``, with
         an exact objective from 2.3% lower to 0.2% higher; both are local
         optima of a non-convex problem, so no order is guaranteed.
+        ``reg=None`` reached POT's support and objective on all 12 instances
+        at 1.04-2.21x its speed (``benchmarks/results/barycenter.json``).
     max_iter : int
         Barycentric updates.
     tol : float
