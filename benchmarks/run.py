@@ -435,14 +435,20 @@ def _divergence_case(n, d, reg, accuracy):
                 dict(n=n, m=n, d=d, reg=reg, dtype="float64", p=2, reference=ref, accuracy=accuracy),
                 lambda v: abs(v - ref) / abs(ref), accuracy, 2.0,
                 f"GeomLoss tensorized, fastest scaling within {accuracy:g} of the converged value; "
-                "geoalign's fastest of its defaults and max_iter=30/100/1000 within it", pick_geoalign=True)
+                "geoalign's fastest of its defaults, max_iter=30/100/1000 and the annealed modes "
+                "(scaling 0.05 or 0.25) within it", pick_geoalign=True)
     case.add("geoalign", lambda: step(lambda X, Y: sinkhorn_divergence(X, Y, reg).value), "geoalign")
     for it in (30, 100, 1000):
         case.add(f"geoalign max_iter={it}", lambda it=it: step(
             lambda X, Y: sinkhorn_divergence(X, Y, reg, max_iter=it).value), "geoalign-mode")
+    # Annealed like GeomLoss (one update per eps stage, eps divided by 20 or 4 per stage), then
+    # max_iter updates at reg; GeomLoss' scaling s divides eps = blur^2 by 1/s^2 per stage.
+    for sc, it in ((0.05, 0), (0.25, 30), (0.25, 100)):
+        case.add(f"geoalign scaling={sc} max_iter={it}", lambda sc=sc, it=it: step(
+            lambda X, Y: sinkhorn_divergence(X, Y, reg, scaling=sc, max_iter=it).value), "geoalign-mode")
 
     def add_geomloss(geomloss):
-        for s in (0.5, 0.7, 0.8, 0.9, 0.95, 0.99):
+        for s in (0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99):
             loss = geomloss.SamplesLoss("sinkhorn", p=2, blur=reg ** 0.5, scaling=s, debias=True,
                                         backend="tensorized")
             case.add(f"GeomLoss scaling={s}", lambda loss=loss: step(loss), "anchor", once=s == 0.99)

@@ -27,13 +27,13 @@ from geoalign.models.qsma import QSMA
 from geoalign.models.sspc import SSPC, SSPCRegularizer
 from geoalign.ot import (barycenter, gaussian_barycenter, sinkhorn, sinkhorn_divergence,
                          sliced_wasserstein)
-from geoalign.ot import _sinkhorn
+from geoalign.ot import _core
 from geoalign.train import Trainer
 
 
 @pytest.fixture(autouse=True)
 def _device_generic_sinkhorn(monkeypatch):
-    monkeypatch.setattr(_sinkhorn, "_HOST_FAST_PATH", False)
+    monkeypatch.setattr(_core, "_HOST_FAST_PATH", False)
 
 
 def _data(n=128, d=12, seed=0):
@@ -246,7 +246,7 @@ def test_host_fast_path_matches_the_device_generic_loop(reg, monkeypatch):
     C = torch.cdist(torch.randn(40, 3, generator=g, dtype=torch.float64),
                     torch.randn(50, 3, generator=g, dtype=torch.float64)) ** 2
     generic = sinkhorn(None, None, C, reg, max_iter=300, tol=0)
-    monkeypatch.setattr(_sinkhorn, "_HOST_FAST_PATH", True)
+    monkeypatch.setattr(_core, "_HOST_FAST_PATH", True)
     fast = sinkhorn(None, None, C, reg, max_iter=300, tol=0)
     torch.testing.assert_close(fast.plan, generic.plan, rtol=1e-9, atol=1e-15)
     torch.testing.assert_close(fast.value, generic.value, rtol=1e-10, atol=0)

@@ -264,6 +264,7 @@ class QSMAModule(nn.Module):
         Returns ``(mid_a, mid_b, plan)`` with shapes ``[n, d]``, ``[m, d]``, ``[n, m]``.
         """
         from ..ot import sinkhorn
+        from ..ot._core import scaling_iterations
 
         with torch.no_grad():
             a, b = m_a.detach(), m_b.detach()
@@ -273,16 +274,15 @@ class QSMAModule(nn.Module):
             # (two mat-vecs per iteration, same iterates as the log domain) is much cheaper
             limit = 500.0 if cost.dtype == torch.float64 else 50.0
             if self.latent == "sphere" and 2.0 / self.ot_reg <= limit:
-                kernel = torch.exp(cost / -self.ot_reg)
-                n, m = kernel.shape
-                # uniform marginals folded into the kernels: v = b / K^T u = 1 / (m K^T u)
-                k_row, k_col = kernel * n, (kernel * m).T.contiguous()
-                u = torch.ones(n, dtype=cost.dtype, device=cost.device)
-                v = torch.empty(m, dtype=cost.dtype, device=cost.device)
-                for _ in range(self.sinkhorn_iters):  # 4 small ops per iteration, no host sync
-                    torch.reciprocal(torch.mv(k_col, u, out=v), out=v)
-                    torch.reciprocal(torch.mv(k_row, v, out=u), out=u)
-                plan = u[:, None] * kernel * v[None, :]
+                kernel = torch.exp(cost / -self.ot_reg)[None]
+                n, m = kernel.shape[1:]
+                u = torch.ones(1, 1, n, dtype=cost.dtype, device=cost.device)
+                uniform = lambda k: torch.full((1, 1, k), 1.0 / k, dtype=cost.dtype, device=cost.device)
+                # the Sinkhorn core's scaling iterations, uniform marginals, no host sync; torch's
+                # products on every device (training keeps tensors off NumPy)
+                u, v = scaling_iterations(u, kernel, uniform(n), uniform(m), self.sinkhorn_iters,
+                                          host=False)
+                plan = (u.transpose(1, 2) * kernel * v)[0]
             else:
                 plan = sinkhorn(None, None, cost, reg=self.ot_reg, max_iter=self.sinkhorn_iters,
                                 tol=0.0, warn=False, validate=False).plan

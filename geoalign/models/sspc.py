@@ -60,6 +60,7 @@ from torch import nn
 from .._backend import is_torch, like
 from .._validation import check_array, check_choice, check_int, check_nonnegative_scalar, \
     check_positive_scalar
+from ..ot._core import multi_marginal_scalings
 from .base import AlignmentEstimator
 from .encoders import StandardizedNet, mlp
 from .losses import symmetric_info_nce
@@ -104,23 +105,7 @@ def _multi_sk(S: torch.Tensor, n_positive: int, low_weight: float, epsilon: floa
     shift = torch.maximum(scaled.max(), low_weight * scaled.max())
     e_low = (low_weight * scaled - shift).exp()
     e_high = (scaled - shift).exp()
-    alpha = torch.ones(K, K, dtype=dtype, device=S.device)        # [slot, anchor]
-    beta = torch.ones(N, K, dtype=dtype, device=S.device)         # [sample, anchor]
-    gamma = torch.ones(N, K, dtype=dtype, device=S.device)        # [sample, slot]
-    col_target = N / K
-    for _ in range(n_iters):
-        p_low, p_high = e_low * beta, e_high * beta
-        # column: sum_n Q[n, m, k] = N / K  (uniform anchor usage in every slot)
-        col = torch.cat([gamma[:, :n_low].T @ p_low, gamma[:, n_low:].T @ p_high], dim=0) * alpha
-        alpha = alpha * (col_target / col)
-        # slot: sum_m Q[n, m, k] = 1  (each anchor fills one slot per sample)
-        slot = beta * (e_low * (gamma[:, :n_low] @ alpha[:n_low])
-                       + e_high * (gamma[:, n_low:] @ alpha[n_low:]))
-        beta = beta / slot
-        p_low, p_high = e_low * beta, e_high * beta
-        # row: sum_k Q[n, m, k] = 1  (each slot of a sample holds one anchor)
-        row = gamma * torch.cat([p_low @ alpha[:n_low].T, p_high @ alpha[n_low:].T], dim=1)
-        gamma = gamma / row
+    alpha, beta, gamma = multi_marginal_scalings(e_low, e_high, n_low, n_iters)  # the Sinkhorn core
     assignment = e_high * beta * (gamma[:, n_low:] @ alpha[n_low:])
     lo = assignment.min(dim=1, keepdim=True).values
     hi = assignment.max(dim=1, keepdim=True).values

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .._validation import check_array, check_int, check_nonnegative_scalar, check_positive_scalar
 from .._warnings import ConvergenceWarning
-from . import _common
+from . import _common, _core
 from . import _free_support
 
 __all__ = [
@@ -127,8 +127,9 @@ def barycenter(A, C, reg, weights=None, max_iter=1000, tol=1e-9, warn=True):
     G = torch.zeros_like(At)
     err, n_iter, converged = float("inf"), 0, False
     for it in range(max_iter):
-        F = logA - torch.logsumexp(M + G[:, :, None, :], dim=3)
-        logKU = torch.logsumexp(M + F[:, :, :, None], dim=2)
+        # the two log-domain Sinkhorn half-steps of the core, then the geometric mean
+        F = logA - _core.log_kernel_apply(M, G[:, :, None, :], dim=3)
+        logKU = _core.log_kernel_apply(M, F[:, :, :, None], dim=2)
         log_bar = (w[None, :, None] * logKU).sum(1)
         n_iter += 1
         if it % 10 == 0 or it == max_iter - 1:
@@ -230,8 +231,14 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
     support_size : int, optional
         :math:`s`; default the largest :math:`n_k` (ignored if ``init`` is given).
     reg : float, "auto" or None
-        ``None``: exact plans by the network simplex (POT ``ot.emd``, CPU, float64),
-        the same iterates as POT's ``ot.lp.free_support_barycenter``.
+        ``None``: exact plans (CPU, float64), the same iterates as POT's
+        ``ot.lp.free_support_barycenter``.  With uniform masses and every
+        :math:`n_k` equal to the support size they are permutations: kept
+        while dual potentials certify them optimal for the moved support
+        (a few :math:`O(n^2)` Bellman-Ford passes), else a linear assignment
+        warm-started by those potentials; the iteration stops, converged, once
+        every permutation is certified (the next update would not move the
+        support).  Otherwise the network simplex (POT ``ot.emd``).
         A float: entropic plans, ε = ``reg`` in units of the squared distances,
         computed in the inputs' floating precision (float32 inputs: float32
         solves; the returned ``value`` is then accurate to float32), followed
@@ -240,10 +247,12 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
         (scale free).  With the polish, over the 12 instances of the
         ``barycenter`` benchmark of ``benchmarks/run.py`` (K = 2, 8; n = 200;
         d = 2, 32, 128; init near one cloud or random; float64, one thread, one
-        run on a shared machine) it ran at 0.05-4.9x the speed of POT's
-        ``ot.lp.free_support_barycenter`` (``reg=None`` ran at 0.82-1.23x), with
+        run on a shared machine, load average 7-8, medians of 3) it ran at
+        0.06-4.9x the speed of POT's ``ot.lp.free_support_barycenter``, with
         an exact objective from 2.3% lower to 0.2% higher; both are local
         optima of a non-convex problem, so no order is guaranteed.
+        ``reg=None`` reached POT's support and objective on all 12 instances
+        at 1.04-2.21x its speed (``benchmarks/results/barycenter.json``).
     max_iter : int
         Barycentric updates.
     tol : float
@@ -409,7 +418,7 @@ def free_support_barycenter(measures, weights=None, support_size=None, reg=None,
     else:
         with tqdm(total=max_iter, disable=not progress, desc="free-support barycentre") as bar:
             X, value, n_iter, converged, shift = _free_support.exact_fixed_point(
-                X, Ypad, bpad, q, w, max_iter=max_iter, tol=tol, sizes=sizes, assignment=False,
+                X, Ypad, bpad, q, w, max_iter=max_iter, tol=tol, sizes=sizes,
                 bar=bar if progress else None)
         n_exact = n_iter
     if warn and not converged:

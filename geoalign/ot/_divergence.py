@@ -15,7 +15,10 @@ averaged updates while ε decreases geometrically from the cost diameter to
 ``reg`` (ε-scaling, factor ``scaling``); they are then iterated at ``reg``
 until the potentials move less than ``tol``.  Gradients come from one final
 update with autograd on (envelope theorem): nothing is backpropagated
-through the loop.
+through the loop.  For :math:`p = 2` that last update is not differentiated
+either: its soft-min weights give the gradient directly
+(:math:`\partial S/\partial x_i = a_i(\sum_l \pi^{xx}_{il} x_l - \sum_j \pi^{xy}_{ij} y_j)`,
+first derivatives only).
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ import torch
 
 from .._validation import check_array, check_int, check_nonnegative_scalar, check_positive_scalar
 from .._warnings import ConvergenceWarning
-from . import _common
+from . import _common, _core
 
 __all__ = ["SinkhornDivergenceResult", "sinkhorn_divergence"]
 
@@ -67,20 +70,36 @@ class SinkhornDivergenceResult:
     change: Any = None
 
 
-def _softmin(eps, C, h):
-    r""":math:`-\varepsilon \log \sum_j \exp(h_j - C_{ij}/\varepsilon)`, batched over the first axis."""
-    return -eps * torch.logsumexp(h[:, None, :] - C / eps, dim=2)
-
-
 _KERNEL_RANGE = 0.3
 
 
-def _kernel_softmin(eps, K, logw, h):
-    r"""Same as :func:`_softmin` with :math:`K = e^{-C/\varepsilon}` precomputed:
-    :math:`-\varepsilon \log K (w \odot e^{h})`, with ``h`` shifted by its maximum."""
-    z = logw + h
-    zmax = z.amax(1, keepdim=True)
-    return -eps * (zmax + torch.log((K @ torch.exp(z - zmax)[:, :, None])[..., 0]))
+class _EnvelopeGradient(torch.autograd.Function):
+    r"""Attach the envelope gradient of :math:`S_\varepsilon` (cost :math:`\|x-y\|^2/2`) to its value.
+
+    With the soft-min weights :math:`\pi^{xy}_{ij} \propto b_j e^{(g_j - C_{ij})/\varepsilon}`
+    (rows summing to one) of the final extrapolation and :math:`\nabla_x C(x, y) = x - y`:
+    :math:`\partial S/\partial x_i = a_i \big(\sum_l \pi^{xx}_{il} x_l - \sum_j \pi^{xy}_{ij} y_j\big)`
+    and :math:`\partial S/\partial y_j = b_j \big(\sum_k \pi^{yy}_{jk} y_k - \sum_i \pi^{yx}_{ji} x_i\big)`,
+    what autograd computes through the four soft-min passes, as four batched
+    matrix products (first derivatives only).
+    """
+
+    @staticmethod
+    def forward(ctx, X, Y, value, Pxy, Pyx, Pxx, Pyy, a, b):
+        ctx.save_for_backward(X.detach(), Y.detach(), Pxy, Pyx, Pxx, Pyy, a, b)
+        return value.clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        X, Y, Pxy, Pyx, Pxx, Pyy, a, b = ctx.saved_tensors
+        scale = grad[:, None, None]
+        gx = gy = None
+        if ctx.needs_input_grad[0]:
+            gx = scale * a[:, :, None] * (Pxx @ X - Pxy @ Y)
+        if ctx.needs_input_grad[1]:
+            gy = scale * b[:, :, None] * (Pyy @ Y - Pyx @ X)
+        return gx, gy, None, None, None, None, None, None, None
 
 
 def _iterate(Cxy, Cxx, Cyy, loga, logb, schedule, eps, max_iter, tol, use_kernel):
@@ -96,12 +115,13 @@ def _iterate(Cxy, Cxx, Cyy, loga, logb, schedule, eps, max_iter, tol, use_kernel
             Kxy = torch.exp(Cxy / -e)
             Kxx, Kyy = torch.exp(Cxx / -e), torch.exp(Cyy / -e)
             Kyx = Kxy.transpose(1, 2)
-            return (lambda w, h: _kernel_softmin(e, Kxy, w, h), lambda w, h: _kernel_softmin(e, Kyx, w, h),
-                    lambda w, h: _kernel_softmin(e, Kxx, w, h), lambda w, h: _kernel_softmin(e, Kyy, w, h))
+            ksm = _core.kernel_softmin
+            return (lambda w, h: ksm(e, Kxy, w, h), lambda w, h: ksm(e, Kyx, w, h),
+                    lambda w, h: ksm(e, Kxx, w, h), lambda w, h: ksm(e, Kyy, w, h))
     else:
         def stage(e):
-            return (lambda w, h: _softmin(e, Cxy, w + h), lambda w, h: _softmin(e, Cyx, w + h),
-                    lambda w, h: _softmin(e, Cxx, w + h), lambda w, h: _softmin(e, Cyy, w + h))
+            return (lambda w, h: _core.softmin(e, Cxy, w + h), lambda w, h: _core.softmin(e, Cyx, w + h),
+                    lambda w, h: _core.softmin(e, Cxx, w + h), lambda w, h: _core.softmin(e, Cyy, w + h))
 
     e0 = schedule[0]
     zb, za = torch.zeros_like(logb), torch.zeros_like(loga)
@@ -274,13 +294,24 @@ def sinkhorn_divergence(X, Y, reg, a=None, b=None, p=2, scaling=None, max_iter=1
                       f"{change:.3g} > tol*reg after {n_iter} updates; raise max_iter or reg",
                       ConvergenceWarning, stacklevel=2)
 
-    # Final extrapolation with autograd: each side sees the other's points detached
-    # (GeomLoss), so the gradient is the envelope gradient of each term.
-    f_fin = _softmin(eps, _common.pairwise_cost(Xt, Yd, p), logb + g_ab / eps)
-    g_fin = _softmin(eps, _common.pairwise_cost(Yt, Xd, p), loga + f_ab / eps)
-    faa_fin = _softmin(eps, _common.pairwise_cost(Xt, Xd, p), loga + f_aa / eps)
-    gbb_fin = _softmin(eps, _common.pairwise_cost(Yt, Yd, p), logb + g_bb / eps)
-    value = (at * (f_fin - faa_fin)).sum(1) + (bt * (g_fin - gbb_fin)).sum(1)
+    # Final extrapolation: each side sees the other's points detached (GeomLoss), so the
+    # gradient is the envelope gradient of each term.
+    differentiable = torch.is_grad_enabled() and (Xt.requires_grad or Yt.requires_grad)
+    if p == 2:  # the same values, the gradient from the soft-min weights (no graph to differentiate)
+        with torch.no_grad():
+            (f_fin, Pxy), (g_fin, Pyx), (faa_fin, Pxx), (gbb_fin, Pyy) = (
+                _core.softmin_weights(eps, C, h, weights=differentiable) for C, h in (
+                    (Cxy, logb + g_ab / eps), (Cxy.transpose(1, 2), loga + f_ab / eps),
+                    (Cxx, loga + f_aa / eps), (Cyy, logb + g_bb / eps)))
+            value = (at * (f_fin - faa_fin)).sum(1) + (bt * (g_fin - gbb_fin)).sum(1)
+        if differentiable:
+            value = _EnvelopeGradient.apply(Xt, Yt, value, Pxy, Pyx, Pxx, Pyy, at, bt)
+    else:  # autograd through one soft-min pass per term
+        f_fin = _core.softmin(eps, _common.pairwise_cost(Xt, Yd, p), logb + g_ab / eps)
+        g_fin = _core.softmin(eps, _common.pairwise_cost(Yt, Xd, p), loga + f_ab / eps)
+        faa_fin = _core.softmin(eps, _common.pairwise_cost(Xt, Xd, p), loga + f_aa / eps)
+        gbb_fin = _core.softmin(eps, _common.pairwise_cost(Yt, Yd, p), logb + g_bb / eps)
+        value = (at * (f_fin - faa_fin)).sum(1) + (bt * (g_fin - gbb_fin)).sum(1)
     ot_xy = ((at * f_fin).sum(1) + (bt * g_fin).sum(1)).detach()
     ot_xx = 2 * (at * faa_fin).sum(1).detach()
     ot_yy = 2 * (bt * gbb_fin).sum(1).detach()

@@ -12,9 +12,11 @@ whose solution is :math:`P_{ij} = a_i b_j \exp((f_i + g_j - C_{ij})/\varepsilon)
 with dual potentials :math:`f, g` (so that
 :math:`\mathrm{OT}_\varepsilon = \langle a, f\rangle + \langle b, g\rangle`).
 
-Algorithm.  The potentials are kept in the log domain, so nothing under- or
-overflows at small ``reg``.  Between two absorptions the iterations run on the
-*absorbed* kernel :math:`\tilde K_{ij} = \exp((\alpha_i + \beta_j - C_{ij})/\varepsilon)`
+Algorithm (:func:`geoalign.ot._core.solve`, the Sinkhorn core shared with the
+divergence, the barycentres, QSMA and SSPC).  The potentials are kept in the
+log domain, so nothing under- or overflows at small ``reg``.  Between two
+absorptions the iterations run on the *absorbed* kernel
+:math:`\tilde K_{ij} = \exp((\alpha_i + \beta_j - C_{ij})/\varepsilon)`
 as matrix-vector products (Schmitzer 2019, "log-domain stabilisation with
 absorption"): in exact arithmetic these are the same iterates as the
 log-sum-exp updates, but one BLAS pass per half-step instead of an
@@ -31,17 +33,17 @@ kernel rebuilt per block: faster there).
 """
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from .._validation import check_array, check_int, check_nonnegative_scalar, check_positive_scalar
 from .._warnings import ConvergenceWarning
 from . import _common
+from ._core import log as _log
+from ._core import solve  # noqa: F401  (the solver of this module: re-exported)
 
 __all__ = ["SinkhornResult", "sinkhorn"]
 
@@ -85,217 +87,6 @@ class SinkhornResult:
     converged: bool | None
     marginal_error: Any
     reg: float
-
-
-# --------------------------------------------------------------------------- #
-# Core solver on batched tensors (used by the barycentres as well).
-# --------------------------------------------------------------------------- #
-def _log(w: torch.Tensor) -> torch.Tensor:
-    return torch.log(w)  # log 0 = -inf: zero-mass points get potential -inf (no transport)
-
-
-def _exact_iterations(alpha, beta, C, eps, loga, logb, k):
-    """``k`` exact log-sum-exp Sinkhorn iterations (column then row update)."""
-    for _ in range(k):
-        beta = eps * logb - eps * torch.logsumexp((alpha[:, :, None] - C) / eps, dim=1)
-        alpha = eps * loga - eps * torch.logsumexp((beta[:, None, :] - C) / eps, dim=2)
-    return alpha, beta
-
-
-def _kernel(alpha, beta, C, eps, tau):
-    """Absorbed kernel; entries below tiny*e^(2 tau) are set to 0.
-
-    Their contribution to the plan is below tiny*e^(4 tau) (negligible), and
-    keeping them would make every later product a subnormal number, which x86
-    CPUs process up to 100x slower.
-    """
-    K = torch.add(alpha[:, :, None], beta[:, None, :]).sub_(C).div_(eps).exp_()  # one n x m buffer
-    floor = torch.finfo(C.dtype).tiny * math.exp(2 * tau)
-    return torch.nn.functional.threshold_(K, floor, 0.0)  # K <= floor -> 0, in place
-
-
-# On the CPU a "host synchronisation" costs nothing (the values already live in host
-# memory), so fixed-iteration solves there take the checked NumPy-BLAS loop, which is faster
-# (benchmark `sinkhorn` of benchmarks/run.py); on accelerators they take the sync-free loop.
-# Tests switch this off to count the synchronisations of the device-generic code on the CPU.
-_HOST_FAST_PATH = True
-
-
-def _host_fast(K) -> bool:
-    return _HOST_FAST_PATH and K.device.type == "cpu"
-
-
-_CHUNK_BYTES = 1 << 19  # about half the per-core L2 cache of current x86 CPUs
-
-
-def _scaling_block(u, K, at, bt, k):
-    r"""``k`` Sinkhorn iterations :math:`v = b / (u K)`, :math:`u = a / (v K^\top)` on row vectors.
-
-    Each iteration reads the kernel twice (the memory-bandwidth floor).  On the
-    CPU, float32/float64 products go through NumPy's BLAS on views of the same
-    memory (no copy): its vector x matrix kernels ran 1.3-1.7x faster than
-    torch's batched products here, and batches of small problems run chunk by
-    chunk from cache (3-4x faster than streaming the whole batch every
-    iteration); see the ``sinkhorn`` benchmark of benchmarks/run.py.
-    """
-    if _host_fast(K) and K.dtype in (torch.float32, torch.float64):
-        Kn, an, bn, u0 = K.numpy(), at.numpy(), bt.numpy(), u.numpy()
-        KTn = Kn.transpose(0, 2, 1)
-        # Batches run in chunks of about _CHUNK_BYTES of kernel, each chunk all k
-        # iterations while its kernels stay in cache (the problems are independent).
-        c = max(1, _CHUNK_BYTES // max(1, Kn[0].nbytes))
-        us, vs = [], []
-        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # checked by the caller
-            for s in range(0, Kn.shape[0], c):
-                un, Ks, KTs, a_s, b_s = u0[s:s + c], Kn[s:s + c], KTn[s:s + c], an[s:s + c], bn[s:s + c]
-                for _ in range(k):
-                    vn = b_s / (un @ Ks)
-                    un = a_s / (vn @ KTs)
-                us.append(un)
-                vs.append(vn)
-        if len(us) > 1:
-            return torch.from_numpy(np.concatenate(us)), torch.from_numpy(np.concatenate(vs))
-        return torch.from_numpy(us[0]), torch.from_numpy(vs[0])
-    for _ in range(k):
-        v = bt / (u @ K)
-        u = at / (v @ K.transpose(1, 2))
-    return u, v
-
-
-def solve(a, b, C, eps, max_iter, tol, check_every=10, eps_scaling=None, init=None):
-    r"""Run log-domain Sinkhorn on batched tensors (no autograd).
-
-    ``tol=0`` without ``eps_scaling``: no host synchronisation (see the module docstring).
-
-    Parameters
-    ----------
-    a, b : tensor, shape=[B, n], [B, m]
-    C : tensor, shape=[B, n, m]
-    init : tuple (alpha, beta), optional
-        Warm start in the absorbed convention :math:`P = e^{(\alpha_i+\beta_j-C_{ij})/\varepsilon}`.
-
-    Returns
-    -------
-    alpha, beta : tensor, shapes [B, n], [B, m]
-        Potentials after the last *row* update (rows of the plan exact).
-    n_iter : int
-    err : float
-        L1 column-marginal violation at the last check (``inf`` when ``tol=0``:
-        nothing is checked).
-    """
-    C = C.detach()
-    a, b = a.detach(), b.detach()
-    loga, logb = _log(a), _log(b)
-    # Scalings are row vectors: torch's batched row-vector x matrix products are several
-    # times faster on the CPU than matrix x column-vector ones.
-    bt, at = b[:, None, :], a[:, None, :]
-    tiny = torch.finfo(C.dtype).tiny
-    # Absorb when a scaling leaves [e^-tau, e^tau] (an eighth of the exponent range).
-    tau = 0.125 * math.log(torch.finfo(C.dtype).max)
-
-    if init is None:
-        alpha = torch.zeros_like(a)
-        beta = torch.zeros_like(b)
-    else:
-        alpha, beta = (t.detach().clone() for t in init)
-
-    schedule = [eps]
-    if eps_scaling is not None:
-        start = float(C.max() - C.min())
-        schedule = []
-        e = start
-        while e > eps:
-            schedule.append(e)
-            e *= eps_scaling
-        schedule.append(eps)
-
-    n_iter = 0
-    err = math.inf
-    resume = None  # (kernel, u, v) the first stage starts from
-    host = _host_fast(C)
-    if init is None and not host:  # one exact iteration: no host synchronisation
-        alpha, beta = _exact_iterations(alpha, beta, C, schedule[0], loga, logb, 1)
-        n_iter = 1
-    elif init is None:
-        # The first iteration from zero potentials as scalings of exp(-C/eps) (the same
-        # iterate, one matrix-vector pass per half-step); only if a column or a row of
-        # that kernel under/overflows, the exact log-sum-exp iteration instead.
-        K = _kernel(alpha, beta, C, schedule[0], tau)
-        u, v = _scaling_block(torch.ones_like(at), K, at, bt, 1)
-        ok = torch.isfinite(u).all() & torch.isfinite(v).all()
-        ok &= ~(((u <= tiny) & (at > 0)).any() | ((v <= tiny) & (bt > 0)).any())
-        if bool(ok):
-            resume = (K, u, v)
-        else:
-            alpha, beta = _exact_iterations(alpha, beta, C, schedule[0], loga, logb, 1)
-        n_iter = 1
-
-    for stage, e in enumerate(schedule):
-        final = stage == len(schedule) - 1
-        budget = max_iter - n_iter if final else min(check_every, max_iter - n_iter)
-        if resume is not None:
-            (K, u, v), resume = resume, None
-        else:
-            K = _kernel(alpha, beta, C, e, tau)
-            u = torch.ones_like(at)
-            v = torch.ones_like(bt)
-        done = 0
-        while done < budget and tol == 0 and final and not host:  # fixed: stay on the device
-            k = min(check_every, budget - done)
-            for _ in range(k):
-                v = bt / (u @ K).clamp_min(tiny)
-                u = at / (v @ K.transpose(1, 2)).clamp_min(tiny)
-            alpha = alpha + e * torch.log(u[:, 0])
-            beta = beta + e * torch.log(v[:, 0])
-            u, v = torch.ones_like(at), torch.ones_like(bt)
-            done += k
-            n_iter += k
-            if done < budget:
-                K = _kernel(alpha, beta, C, e, tau)
-        while done < budget:
-            k = min(check_every, budget - done)
-            u0, v0 = u, v
-            u, v = _scaling_block(u, K, at, bt, k)
-            # The column marginal costs one more pass over K: only where it is used (a
-            # tolerance to test, or the error after the last block).
-            measure = final and (tol > 0 or done + k >= budget)
-            col = v * (u @ K) if measure else bt  # column marginal of diag(u) K diag(v)
-            bad_u = ~torch.isfinite(u) | ((u <= tiny) & (at > 0))
-            bad_v = ~torch.isfinite(v) | ((v <= tiny) & (bt > 0)) | ~torch.isfinite(col)
-            lu = torch.log(u.clamp_min(tiny)).abs().masked_fill(at == 0, 0)
-            lv = torch.log(v.clamp_min(tiny)).abs().masked_fill(bt == 0, 0)
-            stats = torch.stack([
-                (bad_u.any() | bad_v.any()).to(C.dtype),
-                torch.maximum(lu.max(), lv.max()),
-                (col - bt).abs().sum(-1).max(),
-            ]).tolist()  # one host synchronisation per block
-            if stats[0]:
-                # Under/overflow inside the block: redo it exactly in the log domain.
-                alpha = alpha + e * torch.log(u0[:, 0])
-                beta = beta + e * torch.log(v0[:, 0])
-                alpha, beta = _exact_iterations(alpha, beta, C, e, loga, logb, k)
-                K = _kernel(alpha, beta, C, e, tau)
-                u = torch.ones_like(at)
-                v = torch.ones_like(bt)
-                err = float((K.sum(1) - b).abs().sum(1).max())
-            else:
-                err = stats[2] if measure else err
-                if stats[1] > tau:
-                    alpha = alpha + e * torch.log(u[:, 0])
-                    beta = beta + e * torch.log(v[:, 0])
-                    K = _kernel(alpha, beta, C, e, tau)
-                    u = torch.ones_like(at)
-                    v = torch.ones_like(bt)
-            done += k
-            n_iter += k
-            if final and err <= tol:
-                break
-        alpha = alpha + e * torch.log(u[:, 0])
-        beta = beta + e * torch.log(v[:, 0])
-        if n_iter >= max_iter and not final:
-            # Out of iterations during eps-scaling: finish with the target eps.
-            continue
-    return alpha, beta, n_iter, err
 
 
 def finalize(a, b, C, eps, alpha, beta, zero_mass=None):
