@@ -18,7 +18,7 @@ __all__ = ["FIGURES", "FigureContext", "FigureOutput", "figure", "make_figures",
 
 # Modules whose import registers figures (one per topic of the paper).
 _FIGURE_MODULES: tuple[str, ...] = ("fiber_figs", "geometry", "transport_figs", "training_figs",
-                                     "regimes_figs")
+                                     "regimes_figs", "comparison_figs")
 
 
 def load_all() -> dict:
