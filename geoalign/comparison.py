@@ -4,7 +4,9 @@ Every method is trained on the *seen* classes only and evaluated on the
 *unseen* classes of the same data set:
 
 * **digits** — scikit-learn's digits as two views (left half ↔ right half),
-  classes 0–6 seen, 7–9 unseen (docs/design/data.md);
+  classes 0–6 seen, 7–9 unseen (docs/design/data.md); **digits_tb** (top half ↔
+  bottom half) and **digits_hog** (pixels ↔ orientation histograms) split the same
+  images differently (:data:`DIGITS_PROBLEMS`);
 * **planted** — :class:`geoalign.data.planted.PlantedAlignment` with 3 of 10
   classes held out.
 
@@ -15,16 +17,29 @@ the unseen test pairs are split in half; class prototypes are the normalised
 mean view-b embeddings of the first half, and the view-a embeddings of the
 second half are classified by the nearest prototype (cosine), scored by
 :func:`geoalign.metrics.per_class_accuracy` (per-class mean top-1).  No method sees
-an unseen sample during training or model selection; hyperparameters are the
-fixed defaults written here (not tuned on the test classes).
+an unseen sample during training or model selection (the transductive regime of
+:func:`select_and_compare` gives the unseen *inputs*, unlabeled and unpaired, and is
+marked as such); hyperparameters are never tuned on the test classes (the oracle CCA
+of :func:`select_and_compare` is, and is labelled an upper bound).
 
 ESZSL needs class semantics: it is fitted once per view against the class
 semantics (digits: rendered numerals, :func:`geoalign.models.cfsa.digit_glyph_semantics`;
 planted: a fixed linear map of the class centres), and both views are compared
 in the semantic space.  CFSA uses the same semantics.
 
-Run ``python -m geoalign.comparison [--quick] [--out table.csv]``; the paper's
-table is the ``comparison`` entry of ``geoalign figures``.
+Two protocols:
+
+* :func:`compare_methods` — every method once with the fixed settings written here
+  (a quick look; ``python -m geoalign.comparison [--quick] [--out table.csv]``);
+* :func:`select_and_compare` — every method selected by the same
+  :class:`~geoalign.model_selection.ClassDisjointSearchCV` budget around the library
+  defaults, trained with several seeds, in the inductive, semi-paired (5 % of the pairs)
+  and transductive regimes, with the library defaults and an oracle-tuned CCA for
+  reference.  Its cells are stored as they finish (:class:`CellStore`), so an
+  interrupted run resumes; the paper's cells are in :data:`STORED_CELLS`
+  (``python -m geoalign.comparison --selected`` computes the missing ones).  The
+  paper's table is the ``comparison`` entry of ``geoalign figures``
+  (:mod:`geoalign.figures.comparison_figs`), built from those cells.
 """
 from __future__ import annotations
 
