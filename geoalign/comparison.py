@@ -4,7 +4,9 @@ Every method is trained on the *seen* classes only and evaluated on the
 *unseen* classes of the same data set:
 
 * **digits** — scikit-learn's digits as two views (left half ↔ right half),
-  classes 0–6 seen, 7–9 unseen (docs/design/data.md);
+  classes 0–6 seen, 7–9 unseen (docs/design/data.md); **digits_tb** (top half ↔
+  bottom half) and **digits_hog** (pixels ↔ orientation histograms) split the same
+  images differently (:data:`DIGITS_PROBLEMS`);
 * **planted** — :class:`geoalign.data.planted.PlantedAlignment` with 3 of 10
   classes held out.
 
@@ -15,16 +17,29 @@ the unseen test pairs are split in half; class prototypes are the normalised
 mean view-b embeddings of the first half, and the view-a embeddings of the
 second half are classified by the nearest prototype (cosine), scored by
 :func:`geoalign.metrics.per_class_accuracy` (per-class mean top-1).  No method sees
-an unseen sample during training or model selection; hyperparameters are the
-fixed defaults written here (not tuned on the test classes).
+an unseen sample during training or model selection (the transductive regime of
+:func:`select_and_compare` gives the unseen *inputs*, unlabeled and unpaired, and is
+marked as such); hyperparameters are never tuned on the test classes (the oracle CCA
+of :func:`select_and_compare` is, and is labelled an upper bound).
 
 ESZSL needs class semantics: it is fitted once per view against the class
 semantics (digits: rendered numerals, :func:`geoalign.models.cfsa.digit_glyph_semantics`;
 planted: a fixed linear map of the class centres), and both views are compared
 in the semantic space.  CFSA uses the same semantics.
 
-Run ``python -m geoalign.comparison [--quick] [--out table.csv]``; the paper's
-table is the ``comparison`` entry of ``geoalign figures``.
+Two protocols:
+
+* :func:`compare_methods` — every method once with the fixed settings written here
+  (a quick look; ``python -m geoalign.comparison [--quick] [--out table.csv]``);
+* :func:`select_and_compare` — every method selected by the same
+  :class:`~geoalign.model_selection.ClassDisjointSearchCV` budget around the library
+  defaults, trained with several seeds, in the inductive, semi-paired (5 % of the pairs)
+  and transductive regimes, with the library defaults and an oracle-tuned CCA for
+  reference.  Its cells are stored as they finish (:class:`CellStore`), so an
+  interrupted run resumes; the paper's cells are in :data:`STORED_CELLS`
+  (``python -m geoalign.comparison --selected`` computes the missing ones).  The
+  paper's table is the ``comparison`` entry of ``geoalign figures``
+  (:mod:`geoalign.figures.comparison_figs`), built from those cells.
 """
 from __future__ import annotations
 
@@ -33,6 +48,7 @@ import dataclasses
 import hashlib
 import json
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -42,7 +58,8 @@ from ._registry import Registry
 
 __all__ = ["ZeroShotData", "load_comparison_data", "METHODS", "QSMA_PAPER_PARAMS", "compare_methods", "main",
            "DIGITS_PROBLEMS", "orientation_histograms", "SEARCH_GRIDS", "REGIMES", "TwoViewESZSL",
-           "select_and_compare"]
+           "select_and_compare", "CellStore", "STORED_CELLS", "COMPARISON_DATASETS", "UNPAIRED_METHODS",
+           "ORACLE_CCA_GRID"]
 
 
 @dataclasses.dataclass
@@ -332,31 +349,55 @@ class TwoViewESZSL(TwoViewEstimator):
         return self.model_b_.transform_a(X)
 
 
-#: the grid every method is selected from: 4 candidates each (the same budget for all)
+#: the grid every method is selected from: 4 candidates each (the same budget for all), each axis
+#: holding the library default of that parameter, so the search can keep the defaults
 SEARCH_GRIDS: dict[str, dict] = {
     "QSMA": {"dropout": [0.0, 0.2], "lambda_alignment": [0.1, 1.0]},
     "SSPC": {"dim": [16, 32], "consistency_weight": [0.0, 1.0]},
-    "CFSA": {"dim": [16, 32], "align_weight": [0.5, 1.0]},
-    "Uni-Code": {"dim": [32, 64], "n_codes": [64, 256]},
-    "CLIP-linear": {"dim": [16, 32], "lr": [1e-3, 1e-2]},
-    "CCA": {"dim": [2, 4], "reg": [1e-2, 1e-1]},
+    "CFSA": {"dim": [32, 64], "align_weight": [0.5, 1.0]},
+    "Uni-Code": {"dim": [32, 256], "n_codes": [64, 400]},
+    "CLIP-linear": {"dim": [32, 64], "lr": [1e-3, 1e-2]},
+    "CCA": {"dim": [2, 8], "reg": [1e-3, 1e-1]},
     "ESZSL": {"alpha": [0.1, 1.0], "gamma": [0.1, 1.0]},
 }
+#: CCA tuned on the unseen test classes (an upper bound, never a selection): the grid it may pick from
+ORACLE_CCA_GRID = {"dim": [2, 4, 8, 16, 32], "reg": [1e-3, 1e-2, 1e-1, 1.0]}
 #: training regimes of the selected comparison; the last two are marked in the table
 REGIMES = ("inductive", "semi-paired 5%", "transductive")
+#: methods whose ``fit`` takes unpaired samples of each view (``unpaired_a``/``unpaired_b``)
+UNPAIRED_METHODS = ("QSMA",)
+#: data sets of the paper's table
+COMPARISON_DATASETS = ("digits", "digits_tb", "planted")
+#: where the stored cells of the paper's table live (JSON, one file per data set and method)
+STORED_CELLS = Path(__file__).resolve().parents[1] / "figures" / "data" / "comparison"
 
 
-def _selectable(method: str, data: ZeroShotData, quick: bool):
-    """The base estimator of ``method`` (its paper settings) for the search."""
+def _base_estimator(method: str, data: ZeroShotData, quick: bool):
+    """``method`` with the library defaults (CFSA and ESZSL given the class semantics).
+
+    Quick setting: a tenth of the default epochs (at least 2).
+    """
+    from .models.cfsa import CFSA
+    from .models.codebook import UniCode
+    from .models.contrastive import LinearContrastive
+    from .models.linear import CCA
+    from .models.qsma import QSMA
+    from .models.sspc import SSPC
+
     if method == "ESZSL":
         return TwoViewESZSL(semantics=data.semantics)
-    factory = {"QSMA": _qsma, "SSPC": _sspc, "CFSA": _cfsa, "Uni-Code": _unicode,
-               "CLIP-linear": _clip_linear, "CCA": _cca}[method]
-    return factory(data, quick, 0)
+    if method == "CCA":
+        return CCA()
+    cls = {"QSMA": QSMA, "SSPC": SSPC, "CFSA": CFSA, "Uni-Code": UniCode, "CLIP-linear": LinearContrastive}[method]
+    model = cls(class_semantics=data.semantics) if method == "CFSA" else cls()
+    model.set_params(trainer_options=_trainer_options(), random_state=0)
+    if quick:
+        model.set_params(max_epochs=max(2, model.get_params()["max_epochs"] // 10))
+    return model
 
 
 def _regime_data(data: ZeroShotData, regime: str, seed: int):
-    """Training pairs and unpaired samples of one regime (module docstring of the selected table)."""
+    """Training pairs and unpaired samples of one regime (see :func:`select_and_compare`)."""
     if regime == "inductive":
         return data.X_a_train, data.X_b_train, data.y_train, None
     rng = np.random.default_rng([seed, 6])
@@ -373,48 +414,170 @@ def _regime_data(data: ZeroShotData, regime: str, seed: int):
             (data.X_a_test[perm[:half]], data.X_b_test[perm[half:]]))
 
 
-def select_and_compare(datasets=("digits", "digits_tb", "planted"), methods=None, seeds=(0, 1, 2, 3, 4),
-                       regimes=REGIMES, quick: bool = False, cache_dir=None, progress: bool = True):
+def _test_scores(model, data: ZeroShotData) -> dict:
+    """Class-level mAP@all and instance-level R@1/R@10 of the true partner on the unseen test pairs."""
+    from .metrics import retrieval_metrics
+
+    za = np.asarray(model.transform_a(data.X_a_test), dtype=np.float64)
+    zb = np.asarray(model.transform_b(data.X_b_test), dtype=np.float64)
+    cls = retrieval_metrics(za, zb, data.y_test, data.y_test, ks=(1,))
+    inst = retrieval_metrics(za, zb, ks=(1, 10))
+    return {"map_all": float(cls.map_all), "R@1": float(inst.mean.recall[1]),
+            "R@10": float(inst.mean.recall[10])}
+
+
+def _jsonable(obj):
+    """``obj`` as plain JSON (arrays by content fingerprint), for settings and cell keys."""
+    from .model_selection import _key_value
+
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(_key_value(v)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer, np.floating, np.bool_)):
+        return obj.item()
+    return json.loads(json.dumps(obj, default=repr))
+
+
+class CellStore:
+    """Stored cells of :func:`select_and_compare` for one (data set, method): a resumable result.
+
+    One JSON file ``<root>/<dataset>/<method>.json`` holds the ``settings`` (grid,
+    folds, scoring, base parameters, quick flag), the ``selection`` (the search's
+    ``cv_results_``, choice and time) and one ``cells`` entry per trained model
+    (regime, seed and effective parameters -> scores, fit time).  Every entry records
+    the library version, torch threads, creation time and the SHA-256 of the settings
+    (``settings_sha256``, the first 16 hex digits).  The file is
+    rewritten atomically after every finished cell, so an interrupted run resumes
+    there; a file whose settings differ from the present ones is ignored (and then
+    replaced), as is every file with ``force=True``.
+    """
+
+    def __init__(self, root, dataset: str, method: str, settings: dict, force: bool = False):
+        self.path = None if root is None else Path(root) / dataset / f"{method.replace(' ', '_')}.json"
+        self.settings = _jsonable(settings)
+        self.settings_sha = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:16]
+        self.content = {"dataset": dataset, "method": method, "settings": self.settings,
+                        "selection": None, "cells": {}}
+        if self.path is not None and self.path.exists() and not force:
+            try:
+                old = json.loads(self.path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                old = None  # unreadable: recomputed (written atomically, so only by another writer)
+            if isinstance(old, dict) and old.get("settings") == self.settings:
+                self.content.update({"selection": old.get("selection"), "cells": old.get("cells") or {}})
+
+    def _stamp(self) -> dict:
+        import torch
+
+        from . import __version__
+
+        return {"version": __version__, "torch_threads": torch.get_num_threads(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "settings_sha256": self.settings_sha}
+
+    def put(self, key: str | None, value: dict) -> dict:
+        """Record ``value`` (the selection when ``key`` is None) and write the file atomically."""
+        from ._io import atomic_write_json
+
+        value = {**_jsonable(value), **self._stamp()}
+        if key is None:
+            self.content["selection"] = value
+        else:
+            self.content["cells"][key] = value
+        if self.path is not None:
+            atomic_write_json(self.path, self.content)
+        return value
+
+    def get(self, key: str | None) -> dict | None:
+        """The stored selection (``key`` None) or cell, or None."""
+        return self.content["selection"] if key is None else self.content["cells"].get(key)
+
+    @property
+    def missing(self) -> bool:
+        """Whether nothing is stored yet."""
+        return self.content["selection"] is None
+
+
+def _cell_key(regime: str, seed: int, params: dict) -> str:
+    return f"{regime}|{seed}|{json.dumps(_jsonable(params), sort_keys=True)}"
+
+
+def _summarize(cells: list[dict], suffix: str = "") -> dict:
+    """``<metric><suffix>`` (mean over the cells) and ``<metric><suffix>_std`` (sample std)."""
+    out = {}
+    for metric in ("map_all", "R@1", "R@10"):
+        v = np.array([c[metric] for c in cells], dtype=np.float64)
+        out[f"{metric}{suffix}"] = float(v.mean())
+        out[f"{metric}{suffix}_std"] = float(v.std(ddof=1)) if v.size > 1 else 0.0
+    return out
+
+
+def select_and_compare(datasets=COMPARISON_DATASETS, methods=None, seeds=(0, 1, 2, 3, 4),
+                       regimes=REGIMES, quick: bool = False, cache_dir=None, store=None,
+                       force: bool = False, progress: bool = True):
     r"""Every method selected by the same class-disjoint search, then scored over seeds.
 
     For each data set and method, :class:`geoalign.model_selection.ClassDisjointSearchCV`
     (3 class-disjoint folds of the seen classes, score = held-out-class mAP@all,
     estimator seed 0) picks the best of the method's :data:`SEARCH_GRIDS` (4
-    candidates each, on top of the paper settings of :data:`METHODS`).  The chosen
-    setting is then trained once per seed in each regime and scored on the unseen
-    classes:
+    candidates each; every axis holds the library default, and the other parameters
+    are the library defaults).  The chosen setting is then trained once per seed in
+    each regime and scored on the unseen classes:
 
     * ``"inductive"`` — every seen pair;
     * ``"semi-paired 5%"`` — 5 % of the seen pairs; the other seen samples are split
-      into two disjoint halves given as ``unpaired_a``/``unpaired_b`` (QSMA only: the
-      other methods cannot use unpaired data and train on the 5 % alone);
+      into two disjoint halves given as ``unpaired_a``/``unpaired_b`` (methods of
+      :data:`UNPAIRED_METHODS` only: the others cannot use unpaired data and train on
+      the 5 % alone);
     * ``"transductive"`` — every seen pair plus the unseen inputs as unpaired data
-      (disjoint halves; QSMA only, the others are their inductive selves).
+      (disjoint halves of the unseen samples, so no partner is present; methods of
+      :data:`UNPAIRED_METHODS` only, the others are their inductive selves and are
+      marked ``uses_unpaired=False``).
 
-    The non-inductive regimes reuse the inductive selection.  Columns: class-level
-    ``map_all`` and instance-level ``R@1``/``R@10`` of the true partner (mean of both
-    directions), each as ``<metric>`` (mean over seeds) and ``<metric>_std``.
+    The non-inductive regimes reuse the inductive selection.  In the inductive regime
+    the library defaults are also trained over the same seeds (``*_defaults``
+    columns), and CCA tuned on the unseen test classes over :data:`ORACLE_CCA_GRID`
+    (``oracle_*`` columns of the CCA rows: an upper bound, not a selection).
+    Metrics: class-level ``map_all`` and instance-level ``R@1``/``R@10`` of the true
+    partner (mean of both directions), each as ``<metric>`` (mean over seeds) and
+    ``<metric>_std`` (sample standard deviation).
 
     Parameters
     ----------
+    datasets : sequence of str
+        Names for :func:`load_comparison_data`.
+    methods : sequence of str, optional
+        Keys of :data:`SEARCH_GRIDS` (default all).
+    seeds : sequence of int
+    regimes : sequence of str
+        Members of :data:`REGIMES`.
+    quick : bool
+        One candidate per method (the first grid value of every axis) and a tenth of
+        the epochs: a check that everything runs, not a result.
     cache_dir : path, optional
-        Search folds (per data set and method) and each seed's scores are cached there
-        (JSON, written atomically), so a rerun only computes what is missing.
+        ``cache_dir`` of the searches (one folder per data set and method): finished
+        search folds survive an interruption.
+    store : path, optional
+        Folder of :class:`CellStore` files: every selection and trained model is
+        stored there as it finishes (atomically), and a rerun with the same settings
+        computes only the missing cells.  :data:`STORED_CELLS` holds the paper's.
+    force : bool
+        Ignore stored cells and recompute (they are then overwritten).
+    progress : bool
+        tqdm bar over the (data set, method) pairs, with the current step.
 
     Returns
     -------
     pandas.DataFrame
         One row per (data set, regime, method), with ``params`` (the selection),
-        ``val_map_all`` (its validation score) and ``n_seeds``.
+        ``default_params`` (the library defaults on the same grid axes), ``val_map_all`` (its validation score), ``default_val_map_all`` (the
+        defaults' validation score, when they are a candidate), ``uses_unpaired``,
+        ``n_seeds``, the metrics, ``search_s`` and ``fit_s`` (mean training time).
     """
-    from pathlib import Path
-
     import pandas as pd
     from sklearn.base import clone
     from tqdm.auto import tqdm
 
-    from ._io import atomic_write_json
-    from .metrics import retrieval_metrics
     from .model_selection import ClassDisjointSearchCV
 
     names = list(SEARCH_GRIDS) if methods is None else list(methods)
@@ -424,65 +587,126 @@ def select_and_compare(datasets=("digits", "digits_tb", "planted"), methods=None
     bad = [r for r in regimes if r not in REGIMES]
     if bad:
         raise ValueError(f"unknown regime(s) {bad}; available: {list(REGIMES)}")
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed")
     rows = []
-    cells = [(d, m) for d in datasets for m in names]
-    for dname, mname in tqdm(cells, desc="select and compare", disable=not progress):
-        data = load_comparison_data(dname, seed=0)
-        base = _selectable(mname, data, quick)
+    pairs = [(d, m) for d in datasets for m in names]
+    bar = tqdm(pairs, desc="select and compare", disable=not progress)
+    loaded: dict[str, ZeroShotData] = {}
+    for dname, mname in bar:
+        data = loaded.setdefault(dname, load_comparison_data(dname, seed=0))
+        base = _base_estimator(mname, data, quick)
         grid = SEARCH_GRIDS[mname] if not quick else {k: v[:1] for k, v in SEARCH_GRIDS[mname].items()}
-        search = ClassDisjointSearchCV(base, grid, refit=False, progress=False,
-                                       cache_dir=None if cache_dir is None else Path(cache_dir) / dname / mname)
-        search.fit(data.X_a_train, data.X_b_train, data.y_train)
-        done: dict = {}
-        for regime in regimes:
-            if regime == "transductive" and mname != "QSMA" and "inductive" in done:
-                rows.append({**done["inductive"], "regime": regime})  # no unpaired data: identical
-                continue
-            scores = []
-            for seed in seeds:
-                path = None
-                if cache_dir is not None:
-                    key = json.dumps([dname, mname, regime, seed, quick, search.best_params_], default=repr)
-                    path = Path(cache_dir) / "scores" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
-                    if path.exists():
-                        scores.append(tuple(json.loads(path.read_text())))
-                        continue
+        base_params = base.get_params(deep=False)
+        settings = {"grid": grid, "n_folds": 3, "scoring": "map_all", "quick": quick,
+                    "estimator": type(base).__name__, "base_params": base_params}
+        cells = CellStore(store, dname, mname, settings, force=force)
+
+        selection = cells.get(None)
+        if selection is None:
+            bar.set_postfix_str(f"{dname} {mname}: search")
+            search = ClassDisjointSearchCV(
+                base, grid, refit=False, progress=False,
+                cache_dir=None if cache_dir is None else Path(cache_dir) / dname / mname)
+            search.fit(data.X_a_train, data.X_b_train, data.y_train)
+            cv = search.cv_results_
+            selection = cells.put(None, {
+                "best_params": search.best_params_, "best_score": search.best_score_,
+                "search_s": search.search_time_,
+                "cv_results": {"params": cv["params"], "mean_test_score": cv["mean_test_score"].tolist(),
+                               "std_test_score": cv["std_test_score"].tolist(),
+                               "mean_fit_time": cv["mean_fit_time"].tolist()},
+                "folds": [f.tolist() for f in search.folds_]})
+        chosen = dict(selection["best_params"])
+        defaults = {k: base_params[k] for k in grid}
+        cv = selection["cv_results"]
+        default_val = next((s for p, s in zip(cv["params"], cv["mean_test_score"])
+                            if _jsonable(p) == _jsonable(defaults)), float("nan"))
+
+        def scored(regime: str, seed: int, params: dict) -> dict:
+            key = _cell_key(regime, seed, params)
+            cell = cells.get(key)
+            if cell is None:
+                bar.set_postfix_str(f"{dname} {mname}: {regime} seed {seed}")
                 X_a, X_b, y, unpaired = _regime_data(data, regime, seed)
-                model = clone(base).set_params(**search.best_params_)
+                model = clone(base).set_params(**params)
                 if "random_state" in model.get_params():
                     model.set_params(random_state=seed)
                 extra = ({"unpaired_a": unpaired[0], "unpaired_b": unpaired[1]}
-                         if unpaired is not None and mname == "QSMA" else {})
+                         if unpaired is not None and mname in UNPAIRED_METHODS else {})
+                t0 = time.perf_counter()
                 model.fit(X_a, X_b, y, **extra)
-                za = np.asarray(model.transform_a(data.X_a_test), dtype=np.float64)
-                zb = np.asarray(model.transform_b(data.X_b_test), dtype=np.float64)
-                cls = retrieval_metrics(za, zb, data.y_test, data.y_test, ks=(1,))
-                inst = retrieval_metrics(za, zb, ks=(1, 10))
-                scores.append((cls.map_all, inst.mean.recall[1], inst.mean.recall[10]))
-                if path is not None:
-                    atomic_write_json(path, list(scores[-1]))
-            arr = np.array(scores)
-            row = {"dataset": dname, "regime": regime, "method": mname,
-                   "params": dict(search.best_params_), "val_map_all": search.best_score_,
-                   "n_seeds": len(seeds)}
-            for j, metric in enumerate(("map_all", "R@1", "R@10")):
-                row[metric] = float(arr[:, j].mean())
-                row[f"{metric}_std"] = float(arr[:, j].std(ddof=1)) if len(seeds) > 1 else 0.0
+                fit_s = time.perf_counter() - t0
+                cell = cells.put(key, {"regime": regime, "seed": seed, "params": params, "fit_s": fit_s,
+                                       **_test_scores(model, data)})
+            return cell
+
+        done: dict = {}
+        for regime in regimes:
+            uses_unpaired = regime == "inductive" or mname in UNPAIRED_METHODS
+            if regime == "transductive" and not uses_unpaired:
+                # no unpaired data can enter: the same models as the inductive regime
+                results = [scored("inductive", s, chosen) for s in seeds]
+            else:
+                results = [scored(regime, s, chosen) for s in seeds]
+            row = {"dataset": dname, "regime": regime, "method": mname, "params": chosen,
+                   "default_params": defaults, "val_map_all": selection["best_score"], "default_val_map_all": default_val,
+                   "uses_unpaired": uses_unpaired, "n_seeds": len(seeds), **_summarize(results),
+                   "search_s": selection["search_s"],
+                   "fit_s": float(np.mean([c["fit_s"] for c in results]))}
+            if regime == "inductive":
+                row.update(_summarize([scored("inductive", s, defaults) for s in seeds], "_defaults"))
+                if mname == "CCA":
+                    row.update(_oracle_cca(data, cells))
             rows.append(row)
             done[regime] = row
+    bar.close()
     return pd.DataFrame(rows)
 
 
+def _oracle_cca(data: ZeroShotData, cells: CellStore) -> dict:
+    """CCA tuned on the unseen test classes over :data:`ORACLE_CCA_GRID` (stored as one cell)."""
+    from sklearn.model_selection import ParameterGrid
+
+    from .models.linear import CCA
+
+    cell = cells.get("oracle")
+    if cell is None:
+        best = None
+        for params in ParameterGrid(ORACLE_CCA_GRID):
+            scores = _test_scores(CCA(**params).fit(data.X_a_train, data.X_b_train), data)
+            if best is None or scores["map_all"] > best["map_all"]:
+                best = {**scores, "params": params}
+        cell = cells.put("oracle", {**best, "grid": ORACLE_CCA_GRID})
+    return {"oracle_params": cell["params"], **{f"oracle_{k}": cell[k] for k in ("map_all", "R@1", "R@10")}}
+
+
 def main(argv=None) -> int:
-    """``python -m geoalign.comparison [--quick] [--out FILE.csv] [--datasets ...] [--methods ...]``."""
+    """``python -m geoalign.comparison [--quick] [--out FILE.csv] [--datasets ...] [--methods ...]``.
+
+    With ``--selected`` it runs :func:`select_and_compare` instead, storing its cells in
+    ``--store`` (default :data:`STORED_CELLS`, the paper's): an interrupted run resumes.
+    """
     parser = argparse.ArgumentParser(prog="python -m geoalign.comparison", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--datasets", nargs="+", default=["digits", "planted"])
+    parser.add_argument("--datasets", nargs="+", default=None)
     parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS))
     parser.add_argument("--out", help="write the table as CSV (atomically)")
+    parser.add_argument("--selected", action="store_true",
+                        help="every method selected by the same class-disjoint search (select_and_compare)")
+    parser.add_argument("--store", default=None, help="folder of the stored cells (--selected)")
+    parser.add_argument("--force", action="store_true", help="recompute stored cells (--selected)")
     args = parser.parse_args(argv)
-    table = compare_methods(args.datasets, args.methods, quick=args.quick, seed=args.seed)
+    if args.selected:
+        store = None if args.quick and args.store is None else (args.store or STORED_CELLS)
+        table = select_and_compare(args.datasets or COMPARISON_DATASETS, args.methods, quick=args.quick,
+                                   store=store, force=args.force,
+                                   cache_dir=Path(".sweep_cache") / "comparison_search")
+    else:
+        table = compare_methods(args.datasets or ("digits", "planted"), args.methods, quick=args.quick,
+                                seed=args.seed)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.out:
         from ._io import atomic_write_text

@@ -43,11 +43,12 @@ from geoalign import (CCA, ESZSL, LinearContrastive, PlantedAlignment, RandomPro
 from geoalign.data import XLSA17_NAMES
 
 QUICK = os.environ.get("GEOALIGN_QUICK") == "1"
-EPOCHS = 15 if QUICK else 150
-PUB_EPOCHS = 4 if QUICK else 100      # the published models cost more per epoch
+EPOCHS = 15 if QUICK else 60
+PUB_EPOCHS = 4 if QUICK else 30       # the published models cost more per epoch
 QUIET = {"progress": False}
-if QUICK:
-    torch.set_num_threads(1)   # small models on busy shared cores: one thread avoids oversubscription
+# Small models: one torch thread is faster than two on a shared machine (the second thread
+# spin-waits; measured: the live trainings below took minutes of CPU with two threads, seconds with one).
+torch.set_num_threads(1)
 rng = np.random.default_rng(0)
 print("QUICK =", QUICK)
 
@@ -144,50 +145,94 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ### The paper's comparison table
-#
-# `geoalign.comparison.compare_methods` is the script behind the paper's comparison table
-# (`geoalign figures --only comparison`, or `python -m geoalign.comparison`): every method with
-# its fixed paper settings, trained on seen classes, scored on unseen ones (mAP@all, R@K,
-# nearest-prototype ZSL accuracy, training time). The full setting runs all methods on digits and
-# planted data; the quick setting runs the linear methods on planted data.
-
-# %%
-from geoalign.comparison import compare_methods
-
-table = compare_methods(("digits", "planted") if not QUICK else ("planted",),
-                        None if not QUICK else ["CCA", "ESZSL", "CLIP-linear"],
-                        quick=QUICK, progress=False)
-print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-assert (table.map_all > 0.34).all()  # every method transfers above chance (1/3) on 3 unseen classes
-
-# %% [markdown]
-# ### Every method selected the same way, over seeds, in three regimes
+# ### The paper's comparison table: every method selected the same way, over seeds, in three regimes
 #
 # Fixed settings favour whoever chose them. `geoalign.comparison.select_and_compare` gives every
 # method the same budget: `ClassDisjointSearchCV` (folds = groups of *seen* classes, score =
-# zero-shot mAP@all on the held-out classes) picks one of 4 candidates per method; the choice is
-# trained with several seeds and scored on the unseen classes — class-level mAP@all next to
-# instance-level R@1/R@10 (is the true partner retrieved?), mean and std over seeds. Two extra
-# regimes are marked as such: **semi-paired 5 %** (5 % of the seen pairs; QSMA also gets the rest
-# as unpaired samples of each view) and **transductive** (QSMA also gets the unseen inputs,
-# unlabeled and unpaired; the other methods cannot use them). Search folds and per-seed scores are
-# cached in `.sweep_cache/comparison`, so a rerun only computes what is missing. The quick setting
-# runs the closed-form methods on planted data.
+# zero-shot mAP@all on the held-out classes) picks one of 4 candidates around the library
+# defaults; the choice is trained with 5 seeds and scored on the unseen classes — class-level
+# mAP@all next to instance-level R@1/R@10 (is the true partner retrieved?), mean and std over
+# seeds — on digits left↔right, digits top↔bottom and planted data. The library defaults are
+# trained with the same seeds, and CCA tuned on the *test* classes is given as an upper bound
+# (an oracle, not a selection). Two extra regimes are marked as such: **semi-paired 5 %** (5 % of
+# the seen pairs; QSMA also gets the rest as unpaired samples of each view) and **transductive**
+# (QSMA also gets the unseen inputs, unlabeled and unpaired; the other methods cannot use them).
+#
+# That is far more training than this notebook's budget of a few minutes (the cell below prints
+# the training time the stored cells record), so the full setting does not retrain it: every
+# selection and trained model is stored in `figures/data/comparison/` (one JSON file per data set
+# and method, with the library version and settings), and `select_and_compare(store=...)` only
+# computes cells that are missing — with the stored cells complete, it only reads them. The
+# same cells make the paper's table (`geoalign figures --only comparison`; `--force` retrains).
+# The quick setting computes a small version in memory (closed-form methods, planted data).
 
 # %%
-from geoalign.comparison import select_and_compare
+from geoalign.comparison import STORED_CELLS, select_and_compare
 
-selected = select_and_compare(
-    ("planted",) if QUICK else ("digits", "digits_tb", "planted"),
-    ["CCA", "ESZSL"] if QUICK else None,
-    seeds=(0, 1) if QUICK else (0, 1, 2, 3, 4),
-    cache_dir=None if QUICK else Path(".sweep_cache") / "comparison", progress=not QUICK)
+if QUICK:
+    selected = select_and_compare(("planted",), ["CCA", "ESZSL"], seeds=(0, 1), progress=False)
+else:
+    import json
+
+    stored = [json.loads(p.read_text()) for p in sorted(STORED_CELLS.glob("*/*.json"))]
+    train_s = sum(s["selection"]["search_s"] + sum(c.get("fit_s", 0.0) for c in s["cells"].values())
+                  for s in stored)
+    print(f"{len(stored)} stored (data set, method) files in {'/'.join(STORED_CELLS.parts[-3:])}, "
+          f"recording {train_s / 60:.0f} min of searches and training (wall time when they ran)")
+    selected = select_and_compare(store=STORED_CELLS)   # reads the stored cells (a bar per data set x method)
 cols = ["dataset", "regime", "method", "map_all", "map_all_std", "R@1", "R@1_std", "R@10", "R@10_std"]
 print(selected[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 inductive = selected[selected.regime == "inductive"]
 assert (inductive.map_all > 0.34).all()            # above chance (1/3) on 3 unseen classes
 assert (selected["R@1"] <= selected["R@10"]).all()
+
+# %% [markdown]
+# Class-level mAP@all (left) and instance-level R@10 (right) of every method, inductive regime,
+# with the spread over seeds; the dotted line is CCA tuned on the test classes (oracle).
+
+# %%
+datasets = list(dict.fromkeys(inductive.dataset))
+methods = list(dict.fromkeys(inductive.method))
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+width = 0.8 / len(methods)
+for k, method in enumerate(methods):
+    rows = inductive.set_index("dataset").loc[datasets]
+    rows = rows[rows.method == method]
+    x = np.arange(len(datasets)) + (k - (len(methods) - 1) / 2) * width
+    axes[0].bar(x, rows.map_all, width, yerr=rows.map_all_std, label=method, color=f"C{k}")
+    axes[1].bar(x, rows["R@10"], width, yerr=rows["R@10_std"], color=f"C{k}")
+oracle = inductive[inductive.method == "CCA"].set_index("dataset").loc[datasets, "oracle_map_all"]
+for i, v in enumerate(oracle):
+    axes[0].hlines(v, i - 0.45, i + 0.45, colors="k", linestyles=":", label="CCA oracle" if i == 0 else None)
+axes[0].axhline(1 / 3, color="0.5", lw=0.8)
+axes[0].set(ylabel="mAP@all (unseen classes)", ylim=(0.3, 1.0))
+axes[1].set(ylabel="R@10 of the true partner")
+for ax in axes:
+    ax.set_xticks(np.arange(len(datasets)), datasets)
+axes[0].legend(fontsize=7, ncol=2)
+fig.suptitle("every method selected by the same class-disjoint search (mean ± std over seeds)")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **The search's choice against the library defaults.** The validation score of the choice is
+# on held-out *seen* classes; the test columns are on the unseen classes, same seeds.
+
+# %%
+choice = inductive[["dataset", "method", "params", "val_map_all", "default_val_map_all", "map_all",
+                    "map_all_defaults"]].rename(columns={"val_map_all": "val (choice)",
+                                                         "default_val_map_all": "val (defaults)",
+                                                         "map_all": "test (choice)",
+                                                         "map_all_defaults": "test (defaults)"})
+print(choice.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+# where the defaults are one of the candidates, the choice validates at least as well
+assert (choice["val (defaults)"].isna() | (choice["val (choice)"] >= choice["val (defaults)"] - 1e-12)).all()
+semi = selected[selected.regime == "semi-paired 5%"].set_index(["dataset", "method"]).map_all
+trans = selected[selected.regime == "transductive"].set_index(["dataset", "method"])
+print("\nsemi-paired 5% (mAP@all):")
+print(semi.unstack().round(3).to_string())
+print("\ntransductive, methods that use the unseen inputs (mAP@all):")
+print(trans[trans.uses_unpaired].map_all.round(3).to_string())
 
 # %% [markdown]
 # ## 2. ZSL and GZSL with class attributes (planted model)

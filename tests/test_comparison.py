@@ -108,3 +108,90 @@ def test_select_and_compare_selects_then_scores_over_seeds():
         select_and_compare(("planted",), ["CCA"], regimes=("online",), progress=False)
     with pytest.raises(ValueError, match="unknown method"):
         select_and_compare(("planted",), ["PCA"], progress=False)
+
+
+def _counting_cca_fit(monkeypatch, fail_at=None):
+    """Count CCA fits (and raise on call number ``fail_at``: an interrupted run)."""
+    from geoalign.models.linear import CCA
+
+    calls = {"n": 0}
+    original = CCA.fit
+
+    def fit(self, *args, **kwargs):
+        calls["n"] += 1
+        if fail_at is not None and calls["n"] == fail_at:
+            raise KeyboardInterrupt("interrupted")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(CCA, "fit", fit)
+    return calls
+
+
+def test_select_and_compare_stores_cells_and_resumes(tmp_path, monkeypatch):
+    import json
+
+    import pandas as pd
+
+    from geoalign import __version__
+    from geoalign.comparison import select_and_compare
+
+    import geoalign.comparison
+
+    monkeypatch.setattr(geoalign.comparison, "ORACLE_CCA_GRID", {"dim": [2, 8], "reg": [1e-3, 1e-1]})  # the search grid
+    kw = dict(datasets=("planted",), methods=["CCA"], seeds=(0, 1), regimes=("inductive", "transductive"),
+              progress=False)
+    with monkeypatch.context() as m:
+        calls = _counting_cca_fit(m)
+        reference = select_and_compare(store=tmp_path / "fresh", **kw)
+        n_total = calls["n"]
+    # interrupted after the search (12 fits) and the first trained model: those are kept
+    with monkeypatch.context() as m:
+        _counting_cca_fit(m, fail_at=14)
+        with pytest.raises(KeyboardInterrupt):
+            select_and_compare(store=tmp_path / "cells", **kw)
+    stored = json.loads((tmp_path / "cells" / "planted" / "CCA.json").read_text())
+    assert stored["selection"]["best_params"] and len(stored["cells"]) == 1
+    for entry in [stored["selection"], *stored["cells"].values()]:
+        assert entry["version"] == __version__ and len(entry["settings_sha256"]) == 16
+    assert stored["settings"]["grid"] == {"dim": [2, 8], "reg": [0.001, 0.1]}
+    with monkeypatch.context() as m:
+        calls = _counting_cca_fit(m)
+        resumed = select_and_compare(store=tmp_path / "cells", **kw)
+        assert calls["n"] == n_total - 13  # only the missing cells
+    timing = ["search_s", "fit_s"]
+    pd.testing.assert_frame_equal(resumed.drop(columns=timing), reference.drop(columns=timing))
+    with monkeypatch.context() as m:
+        calls = _counting_cca_fit(m)
+        again = select_and_compare(store=tmp_path / "cells", **kw)
+        assert calls["n"] == 0  # everything stored
+        select_and_compare(store=tmp_path / "cells", force=True, **kw)
+        assert calls["n"] == n_total  # force: recomputed
+        # other settings (the quick grid) do not reuse cells made with the full grid
+        select_and_compare(store=tmp_path / "cells", quick=True, **kw)
+        assert calls["n"] > n_total
+    pd.testing.assert_frame_equal(again.drop(columns=timing), reference.drop(columns=timing))
+    row = reference[reference.regime == "inductive"].iloc[0]
+    # the oracle CCA is tuned on the test classes: at least as good there as the selection
+    assert row.oracle_map_all >= row.map_all and row.default_params == {"dim": 2, "reg": 1e-3}
+    assert row.map_all_defaults_std == 0.0  # CCA is deterministic
+
+
+def test_stored_cells_of_the_paper_are_complete_and_consistent():
+    """The repository's stored comparison: every cell, 5 seeds, settings and versions recorded."""
+    import json
+
+    from geoalign.comparison import COMPARISON_DATASETS, SEARCH_GRIDS, STORED_CELLS
+
+    for dataset in COMPARISON_DATASETS:
+        for method in SEARCH_GRIDS:
+            path = STORED_CELLS / dataset / f"{method}.json"
+            assert path.exists(), f"missing stored cells {path}: run python -m geoalign.comparison --selected"
+            content = json.loads(path.read_text())
+            assert content["settings"]["grid"] == json.loads(json.dumps(SEARCH_GRIDS[method]))
+            assert not content["settings"]["quick"]
+            sel = content["selection"]
+            assert len(sel["cv_results"]["params"]) == 4 and sel["best_params"] in sel["cv_results"]["params"]
+            seeds = {c["seed"] for c in content["cells"].values() if "seed" in c}
+            assert seeds == {0, 1, 2, 3, 4}
+            for cell in content["cells"].values():
+                assert 0.0 <= cell["map_all"] <= 1.0 and cell["R@1"] <= cell["R@10"]

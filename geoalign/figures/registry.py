@@ -83,11 +83,16 @@ class FigureContext:
         Base seed; every random draw of the figure derives from it.
     device : str
         torch device for figures that train or run torch kernels.
+    force : bool
+        Set by ``make_figures(force=True)`` (``geoalign figures --force``): a figure that
+        keeps results of its own between runs (the ``comparison`` table's stored cells)
+        recomputes them.  Not part of the cache key.
     """
 
     quick: bool = False
     seed: int = 0
     device: str = "cpu"
+    force: bool = False
 
     def pick(self, full: Any, quick: Any) -> Any:
         """Return ``quick`` in the quick setting and ``full`` otherwise."""
@@ -151,7 +156,7 @@ FIGURES = Registry("figure", {
     "barycenters": "geoalign.figures.geometry:barycenters_figure",
     "wasserstein_barycenter": "geoalign.figures.transport_figs:wasserstein_barycenter_figure",
     "qsma_training": "geoalign.figures.training_figs:qsma_training_figure",
-    "comparison": "geoalign.figures.training_figs:comparison_table",
+    "comparison": "geoalign.figures.comparison_figs:comparison_table",
     "semi_paired": "geoalign.figures.regimes_figs:semi_paired_figure",
     "transductive": "geoalign.figures.regimes_figs:transductive_figure",
 }, loader=_entry_of)
@@ -312,8 +317,9 @@ def figure_status(out_dir: str | Path = "figures", quick: bool = False, seed: in
 
 
 def _key(entry: _Entry, ctx: FigureContext) -> str:
-    blob = json.dumps({"name": entry.name, **dataclasses.asdict(ctx),
-                       "code": code_hash(entry.func.__module__)}, sort_keys=True)
+    settings = {k: v for k, v in dataclasses.asdict(ctx).items() if k != "force"}
+    blob = json.dumps({"name": entry.name, **settings, "code": code_hash(entry.func.__module__)},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -497,7 +503,7 @@ def make_figures(
     manifest = _read_manifest(manifest_path, force)
     if numbers_path.exists() and not force:
         read_numbers(numbers_path)  # a corrupt file is an error, not something to overwrite silently
-    ctx = FigureContext(quick=quick, seed=seed, device=device)
+    ctx = FigureContext(quick=quick, seed=seed, device=device, force=force)
     versions = package_versions()
 
     from tqdm.auto import tqdm
