@@ -4,6 +4,7 @@ Hypothesis runs a fixed, modest, derandomized set of examples so the suite stays
 CI budget (2 cores); set GEOALIGN_HYPOTHESIS_PROFILE=thorough for more.
 """
 import os
+import signal
 
 import matplotlib
 
@@ -61,3 +62,15 @@ def device(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def default_sigint():
+    """Python's default SIGINT handler for the test (Ctrl-C raises KeyboardInterrupt).
+
+    A runner started in the background by a shell inherits SIGINT ignored, so a test that
+    simulates Ctrl-C with ``signal.raise_signal`` must install the handler itself.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -35,6 +35,15 @@ from geoalign.train import Trainer
 # ----------------------------------------------------------------------------- helpers
 
 
+def sigint_as_in_a_terminal() -> None:
+    """``preexec_fn``: give the child the default SIGINT disposition.
+
+    A test runner started in the background by a shell inherits SIGINT *ignored*, and so
+    would the CLI under test; a user pressing Ctrl-C in a terminal runs it with the default.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _pairs(n=64, d_a=5, d_b=4, seed=0):
     r = np.random.default_rng(seed)
     return r.normal(size=(n, d_a)), r.normal(size=(n, d_b))
@@ -440,7 +449,7 @@ def test_9_real_sigint_during_train_exits_130_and_rerun_resumes(tmp_path):
 
     def run_until(condition):
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=env)
+                                env=env, preexec_fn=sigint_as_in_a_terminal)
         try:
             deadline = time.monotonic() + 120
             while not condition() and time.monotonic() < deadline and proc.poll() is None:

@@ -256,7 +256,7 @@ def test_multi_row_cells_with_labels():
         run_sweep(curve, Grid(product={"n": [10]}), labels=("n",), progress=False)
 
 
-def test_serial_interrupt_keeps_completed_cells(tmp_path, capsys):
+def test_serial_interrupt_keeps_completed_cells(tmp_path, capsys, default_sigint):
     log = tmp_path / "log"
     log.mkdir()
     (log / "armed").touch()
