@@ -311,3 +311,30 @@ def test_spd_newton_fixed_iterations_do_not_synchronise(monkeypatch):
     assert counts[0] == counts[1] == 0
     adaptive = frechet_mean(x, M)
     np.testing.assert_allclose(res.mean.numpy(), adaptive.mean.numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("d", [3, 5, 64])
+def test_sphere_perturbed_frechet_matches_direct_evaluation(d):
+    """The one-matrix-product form of the not-a-minimum check equals 2K direct evaluations,
+    antipodal and coincident points included."""
+    from geoalign.manifolds.frechet import _frechet_function, _sphere_perturbed_frechet
+
+    S = Sphere(dim=d - 1)
+    gen = torch.Generator().manual_seed(d)
+    m = torch.randn(4, d, generator=gen, dtype=torch.float64)
+    m = m / m.norm(dim=-1, keepdim=True)
+    x = torch.randn(4, 30, d, generator=gen, dtype=torch.float64)
+    x = x / x.norm(dim=-1, keepdim=True)
+    x[:, 0], x[:, 1] = -m, m
+    w = torch.rand(4, 30, generator=gen, dtype=torch.float64)
+    w = w / w.sum(-1, keepdim=True)
+    V = torch.randn(4, d, 8, generator=gen, dtype=torch.float64)
+    V = V - (m.unsqueeze(-1) * V).sum(-2, keepdim=True) * m.unsqueeze(-1)
+    V = V / V.norm(dim=-2, keepdim=True)
+    delta = torch.finfo(torch.float64).eps ** 0.25
+    f0, f1 = _sphere_perturbed_frechet(m, x, w, V, delta)
+    g0 = _frechet_function(S, m, x, w)
+    g1 = torch.cat([torch.stack([_frechet_function(S, S._exp(m, sign * delta * V[..., k]), x, w)
+                                 for k in range(8)], -1) for sign in (1.0, -1.0)], -1)
+    torch.testing.assert_close(f0, g0, rtol=0, atol=1e-14)
+    torch.testing.assert_close(f1 - f0[..., None], g1 - g0[..., None], rtol=0, atol=1e-14)
