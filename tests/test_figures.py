@@ -107,6 +107,15 @@ def test_closure_follows_lazy_imports_of_figure_modules():
     assert {"geoalign.models.qsma", "geoalign.comparison", "geoalign.train"} <= set(training)
 
 
+def test_closure_follows_lazily_re_exported_names():
+    # ``from ..manifolds import frechet_mean`` reaches manifolds/frechet.py through the
+    # package's lazy export table, not through an import statement
+    geometry = module_closure("geoalign.figures.geometry")
+    assert {"geoalign.manifolds.frechet", "geoalign.manifolds.sphere",
+            "geoalign.manifolds.hyperbolic"} <= set(geometry)
+    assert "geoalign.manifolds.spd" not in geometry
+
+
 def _write_package(root: Path, name: str) -> Path:
     pkg = root / name
     pkg.mkdir()

@@ -209,19 +209,56 @@ def _outputs(entry: _Entry, out_dir: Path) -> list[Path]:
     return [out_dir / f"{entry.name}.pdf", out_dir / f"{entry.name}.png"]
 
 
+@functools.lru_cache(maxsize=None)
+def _lazy_exports_table(package: str) -> dict[str, str]:
+    """``{name: submodule}`` of a package that re-exports lazily (``_EXPORTS`` in its ``__init__``).
+
+    Such names reach their submodule through :func:`geoalign._lazy.lazy_exports`, not
+    through an ``import`` statement, so the closure must follow the table explicitly.
+    """
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, AttributeError, ValueError):
+        return {}
+    if spec is None or spec.submodule_search_locations is None or not spec.origin:
+        return {}
+    tree = ast.parse(Path(spec.origin).read_bytes())
+    for node in tree.body:
+        target = node.target if isinstance(node, ast.AnnAssign) else (
+            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+        if isinstance(target, ast.Name) and target.id == "_EXPORTS" and isinstance(node.value, ast.Dict):
+            return {k.value: v.value for k, v in zip(node.value.keys, node.value.values)
+                    if isinstance(k, ast.Constant) and isinstance(v, ast.Constant)}
+    return {}
+
+
 def _imported_names(tree: ast.AST, module: str, is_package: bool) -> set[str]:
-    """Absolute names of every module an ``import`` anywhere in ``tree`` may load."""
+    """Absolute names of every module an ``import`` anywhere in ``tree`` may load.
+
+    Lazily re-exported names are resolved to the submodule that defines them, and a plain
+    ``import pkg`` of a lazy package counts every submodule of its table (``pkg.name``
+    attribute access may reach any of them).
+    """
     package = module if is_package else module.rpartition(".")[0]
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
+            for alias in node.names:
+                names.add(alias.name)
+                names.update(f"{alias.name}.{sub}" for sub in _lazy_exports_table(alias.name).values())
         elif isinstance(node, ast.ImportFrom):
             base = ("." * node.level + (node.module or "")) if node.level else node.module
             base = importlib.util.resolve_name(base, package) if node.level else base
             names.add(base)
-            # ``from pkg import sub`` may import the submodule ``pkg.sub``
-            names.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+            table = _lazy_exports_table(base)
+            for alias in node.names:
+                if alias.name == "*":
+                    names.update(f"{base}.{sub}" for sub in table.values())
+                    continue
+                # ``from pkg import sub`` may import the submodule ``pkg.sub``
+                names.add(f"{base}.{alias.name}")
+                if alias.name in table:
+                    names.add(f"{base}.{table[alias.name]}")
     return names
 
 
