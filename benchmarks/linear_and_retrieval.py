@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     from sklearn.cross_decomposition import CCA as SkCCA
     from sklearn.metrics import average_precision_score
 
-    from geoalign.metrics import retrieval_metrics
+    from geoalign.evaluation import retrieval_scores
     from geoalign.models.linear import CCA
 
     rng = np.random.default_rng(0)
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     a = centers[labels] + rng.normal(scale=2.0, size=(n, d))
     b = centers[labels] + rng.normal(scale=2.0, size=(n, d))
 
-    t_ours, res = _time(lambda: retrieval_metrics(a, b, labels, labels).a_to_b.map_all)
+    t_ours, res = _time(lambda: retrieval_scores(a, b, labels, labels).a_to_b.map_all)
 
     def anchor():
         an = a / np.linalg.norm(a, axis=1, keepdims=True)

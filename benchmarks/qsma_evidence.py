@@ -76,7 +76,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tqdm.auto import tqdm  # noqa: E402
 
-from geoalign.metrics import retrieval_metrics  # noqa: E402
+from geoalign.evaluation import retrieval_scores  # noqa: E402
 from geoalign.models.linear import CCA  # noqa: E402
 from geoalign.models.qsma import QSMA  # noqa: E402
 
@@ -125,7 +125,7 @@ def _qsma_map(cfg, train_classes, eval_classes, seed, extra=None) -> float:
     cfg = dict(cfg)
     Xa, Xb, Ea, Eb, y = _split(train_classes, eval_classes, cfg.pop("augment", None), seed)
     m = QSMA(**BASE, **cfg, **(extra or {}), random_state=seed).fit(Xa, Xb)
-    return retrieval_metrics(m.transform_a(Ea), m.transform_b(Eb), y, y).map_all
+    return retrieval_scores(m.transform_a(Ea), m.transform_b(Eb), y, y).map_all
 
 
 def _cca_maps(train_classes, eval_classes, augment=None, seed=0) -> list[float]:
@@ -134,7 +134,7 @@ def _cca_maps(train_classes, eval_classes, augment=None, seed=0) -> list[float]:
     out = []
     for dim, reg in CCA_GRID:
         m = CCA(dim=dim, reg=reg).fit(Xa, Xb)
-        out.append(retrieval_metrics(m.transform_a(Ea), m.transform_b(Eb), y, y).map_all)
+        out.append(retrieval_scores(m.transform_a(Ea), m.transform_b(Eb), y, y).map_all)
     return out
 
 

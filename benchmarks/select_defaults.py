@@ -59,7 +59,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from geoalign._io import atomic_write_json  # noqa: E402
 from geoalign.comparison import DIGITS_PROBLEMS, load_comparison_data  # noqa: E402
-from geoalign.metrics import retrieval_metrics  # noqa: E402
+from geoalign.evaluation import retrieval_scores  # noqa: E402
 from geoalign.model_selection import ClassDisjointSearchCV  # noqa: E402
 
 PROBLEMS = tuple(DIGITS_PROBLEMS)
@@ -102,8 +102,8 @@ def _class(path: str):
 
 def _test_metrics(model, data) -> dict:
     za, zb = np.asarray(model.transform_a(data.X_a_test)), np.asarray(model.transform_b(data.X_b_test))
-    cls = retrieval_metrics(za, zb, data.y_test, data.y_test, ks=(1, 10))
-    inst = retrieval_metrics(za, zb, ks=(1, 10))
+    cls = retrieval_scores(za, zb, data.y_test, data.y_test, ks=(1, 10))
+    inst = retrieval_scores(za, zb, ks=(1, 10))
     return {"map_all": cls.map_all, "R@1": inst.mean.recall[1], "R@10": inst.mean.recall[10],
             "instance_map_all": inst.map_all}
 

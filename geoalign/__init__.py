@@ -7,6 +7,7 @@ attribute access (so ``import geoalign`` does not import torch), and
 from __future__ import annotations
 
 from ._lazy import lazy_exports
+from ._warnings import deprecated_aliases
 
 __version__ = "0.1.0"
 
@@ -36,16 +37,16 @@ _EXPORTS: dict[str, str] = {
     "Hyperbolic": "manifolds.hyperbolic",
     "SPD": "manifolds.spd",
     "Sphere": "manifolds.sphere",
-    "DirectionalRetrieval": "metrics",
-    "GZSLResult": "metrics",
-    "GammaSelection": "metrics",
-    "RetrievalResult": "metrics",
-    "calibrated_stacking": "metrics",
-    "evaluate_gzsl": "metrics",
-    "per_class_accuracy": "metrics",
-    "retrieval_metrics": "metrics",
-    "select_gamma": "metrics",
-    "zsl_accuracy": "metrics",
+    "DirectionalRetrieval": "evaluation",
+    "GZSLResult": "evaluation",
+    "GammaSelection": "evaluation",
+    "RetrievalResult": "evaluation",
+    "calibrated_stacking": "evaluation",
+    "evaluate_gzsl": "evaluation",
+    "per_class_accuracy": "evaluation",
+    "retrieval_scores": "evaluation",
+    "select_gamma": "evaluation",
+    "zsl_accuracy": "evaluation",
     "ClassDisjointSearchCV": "model_selection",
     "zero_shot_score": "model_selection",
     "AlignmentEstimator": "models.base",
@@ -111,4 +112,9 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = sorted(["__version__", *_EXPORTS])
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+_lazy_getattr, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+# renamed (issue 13: "metric" names a distance, an evaluation result is a score)
+__getattr__ = deprecated_aliases(__name__, {
+    "retrieval_metrics": ("geoalign.retrieval_scores", lambda: _lazy_getattr("retrieval_scores")),
+}, fallback=_lazy_getattr)

@@ -10,13 +10,13 @@ Every method is trained on the *seen* classes only and evaluated on the
 * **planted** — :class:`geoalign.data.planted.PlantedAlignment` with 3 of 10
   classes held out.
 
-Metrics (:func:`geoalign.metrics.retrieval_metrics`, label-based relevance,
+Scores (:func:`geoalign.evaluation.retrieval_scores`, label-based relevance,
 mean of both directions): mAP@all, R@1/5/10 on the unseen test pairs.  The
 zero-shot classification accuracy column uses one protocol for every method:
 the unseen test pairs are split in half; class prototypes are the normalised
 mean view-b embeddings of the first half, and the view-a embeddings of the
 second half are classified by the nearest prototype (cosine), scored by
-:func:`geoalign.metrics.per_class_accuracy` (per-class mean top-1).  No method sees
+:func:`geoalign.evaluation.per_class_accuracy` (per-class mean top-1).  No method sees
 an unseen sample during training or model selection (the transductive regime of
 :func:`select_and_compare` gives the unseen *inputs*, unlabeled and unpaired, and is
 marked as such); hyperparameters are never tuned on the test classes (the oracle CCA
@@ -262,7 +262,7 @@ METHODS = Registry("comparison method", {
 
 def _prototype_zsl(Za, Zb, y, seed: int) -> float:
     """Nearest-prototype accuracy: prototypes from half the unseen view-b embeddings."""
-    from .metrics import per_class_accuracy
+    from .evaluation import per_class_accuracy
 
     rng = np.random.default_rng(seed)
     support = np.zeros(len(y), dtype=bool)
@@ -289,7 +289,7 @@ def compare_methods(datasets=("digits", "planted"), methods=None, quick: bool = 
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from .metrics import retrieval_metrics
+    from .evaluation import retrieval_scores
 
     names = list(METHODS) if methods is None else list(methods)
     unknown = [m for m in names if m not in METHODS]
@@ -304,7 +304,7 @@ def compare_methods(datasets=("digits", "planted"), methods=None, quick: bool = 
         embed = METHODS[mname](data, quick, seed)
         train_s = time.perf_counter() - t0
         Za, Zb = embed(data.X_a_test, data.X_b_test)
-        res = retrieval_metrics(Za, Zb, data.y_test, data.y_test)
+        res = retrieval_scores(Za, Zb, data.y_test, data.y_test)
         rows.append({"dataset": dname, "method": mname, "map_all": res.map_all,
                      "R@1": res.mean.recall[1], "R@5": res.mean.recall[5],
                      "R@10": res.mean.recall[10], "zsl_acc": _prototype_zsl(Za, Zb, data.y_test, seed),
@@ -416,12 +416,12 @@ def _regime_data(data: ZeroShotData, regime: str, seed: int):
 
 def _test_scores(model, data: ZeroShotData) -> dict:
     """Class-level mAP@all and instance-level R@1/R@10 of the true partner on the unseen test pairs."""
-    from .metrics import retrieval_metrics
+    from .evaluation import retrieval_scores
 
     za = np.asarray(model.transform_a(data.X_a_test), dtype=np.float64)
     zb = np.asarray(model.transform_b(data.X_b_test), dtype=np.float64)
-    cls = retrieval_metrics(za, zb, data.y_test, data.y_test, ks=(1,))
-    inst = retrieval_metrics(za, zb, ks=(1, 10))
+    cls = retrieval_scores(za, zb, data.y_test, data.y_test, ks=(1,))
+    inst = retrieval_scores(za, zb, ks=(1, 10))
     return {"map_all": float(cls.map_all), "R@1": float(inst.mean.recall[1]),
             "R@10": float(inst.mean.recall[10])}
 
@@ -503,12 +503,12 @@ def _cell_key(regime: str, seed: int, params: dict) -> str:
 
 
 def _summarize(cells: list[dict], suffix: str = "") -> dict:
-    """``<metric><suffix>`` (mean over the cells) and ``<metric><suffix>_std`` (sample std)."""
+    """``<score><suffix>`` (mean over the cells) and ``<score><suffix>_std`` (sample std)."""
     out = {}
-    for metric in ("map_all", "R@1", "R@10"):
-        v = np.array([c[metric] for c in cells], dtype=np.float64)
-        out[f"{metric}{suffix}"] = float(v.mean())
-        out[f"{metric}{suffix}_std"] = float(v.std(ddof=1)) if v.size > 1 else 0.0
+    for score in ("map_all", "R@1", "R@10"):
+        v = np.array([c[score] for c in cells], dtype=np.float64)
+        out[f"{score}{suffix}"] = float(v.mean())
+        out[f"{score}{suffix}_std"] = float(v.std(ddof=1)) if v.size > 1 else 0.0
     return out
 
 
@@ -538,9 +538,9 @@ def select_and_compare(datasets=COMPARISON_DATASETS, methods=None, seeds=(0, 1, 
     the library defaults are also trained over the same seeds (``*_defaults``
     columns), and CCA tuned on the unseen test classes over :data:`ORACLE_CCA_GRID`
     (``oracle_*`` columns of the CCA rows: an upper bound, not a selection).
-    Metrics: class-level ``map_all`` and instance-level ``R@1``/``R@10`` of the true
-    partner (mean of both directions), each as ``<metric>`` (mean over seeds) and
-    ``<metric>_std`` (sample standard deviation).
+    Scores: class-level ``map_all`` and instance-level ``R@1``/``R@10`` of the true
+    partner (mean of both directions), each as ``<score>`` (mean over seeds) and
+    ``<score>_std`` (sample standard deviation).
 
     Parameters
     ----------
@@ -572,7 +572,7 @@ def select_and_compare(datasets=COMPARISON_DATASETS, methods=None, seeds=(0, 1, 
         One row per (data set, regime, method), with ``params`` (the selection),
         ``default_params`` (the library defaults on the same grid axes), ``val_map_all`` (its validation score), ``default_val_map_all`` (the
         defaults' validation score, when they are a candidate), ``uses_unpaired``,
-        ``n_seeds``, the metrics, ``search_s`` and ``fit_s`` (mean training time).
+        ``n_seeds``, the scores, ``search_s`` and ``fit_s`` (mean training time).
     """
     import pandas as pd
     from sklearn.base import clone

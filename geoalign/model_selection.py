@@ -12,7 +12,7 @@ seen classes :math:`S`, a candidate :math:`\theta` scores
           \mathrm{mAP}_{\mathrm{all}}\bigl(f_\theta^{(S \setminus F_j)};\ F_j\bigr),
 
 the mean over folds of the cross-view mAP@all (mean of both directions,
-:func:`geoalign.metrics.retrieval_metrics`, same-class relevance) of the
+:func:`geoalign.evaluation.retrieval_scores`, same-class relevance) of the
 model trained on :math:`S \setminus F_j` and evaluated on the classes of
 :math:`F_j`.  The best candidate is refitted on all seen data.  Test classes
 are never passed in, so they cannot be touched.
@@ -77,7 +77,7 @@ def zero_shot_score(estimator, X_a, X_b, y, scoring: str | Callable = "map_all")
     -------
     float
     """
-    from .metrics import retrieval_metrics
+    from .evaluation import retrieval_scores
 
     if callable(scoring):
         return float(scoring(estimator, X_a, X_b, y))
@@ -85,7 +85,7 @@ def zero_shot_score(estimator, X_a, X_b, y, scoring: str | Callable = "map_all")
     za = to_numpy(estimator.transform_a(X_a)).astype(np.float64)
     zb = to_numpy(estimator.transform_b(X_b)).astype(np.float64)
     labels = (y, y) if relevance == "class" else (None, None)
-    res = retrieval_metrics(za, zb, *labels, ks=(1, 10))
+    res = retrieval_scores(za, zb, *labels, ks=(1, 10))
     return float(res.map_all if field == "map_all" else res.mean.recall[int(field[2:])])
 
 

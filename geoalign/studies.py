@@ -1,7 +1,7 @@
 r"""Built-in studies of the sweep engine: one call (or one ``geoalign sweep`` command) each.
 
 Every study is a plain function ``study(**params, seed=...) -> dict`` of
-metrics, fast per cell at its default sizes, registered in :data:`STUDIES` (a
+scores, fast per cell at its default sizes, registered in :data:`STUDIES` (a
 :class:`~geoalign._registry.Registry` of :class:`Study`) with
 :func:`register_study`; :func:`get_study`, :func:`list_studies` and
 :func:`run_study` read it.  Run one with
@@ -10,7 +10,7 @@ metrics, fast per cell at its default sizes, registered in :data:`STUDIES` (a
 
     from geoalign.studies import run_study
     result = run_study("epsilon", out="sweep-results/epsilon")   # resumable
-    result.wide()                                                # metrics as columns
+    result.wide()                                                # scores as columns
 
 or ``geoalign sweep epsilon --param eps=0.5,1,2 --seeds 0,1,2``.
 
@@ -240,8 +240,7 @@ def epsilon_study(eps: float, dim: int = 32, snr: float = 10.0, n: int = 1000,
     n : int
         Number of pairs (the join has :math:`n^2` candidates).
     distance : {"euclidean", "cosine", "geodesic"}
-        The metric of the join (named ``distance`` because ``metric`` is the
-        sweep frame's column of metric names).
+        The metric of the join (named ``distance``: an existing argument name, kept).
     shared_rank, private_rank : int
         Ranks of the planted shared subspace and of each private subspace.
     eps_units : {"true_median", "absolute"}
@@ -643,12 +642,12 @@ def _score_embeddings(model, train, test) -> dict[str, float]:
     """Held-out retrieval and the fiber geometry of the learned embeddings on the sphere."""
     from ._backend import to_numpy
     from .fiber import fiber_product, pair_distances
-    from .metrics import retrieval_metrics
+    from .evaluation import retrieval_scores
 
     za = np.asarray(to_numpy(model.transform_a(test.U)), dtype=np.float64)
     zb = np.asarray(to_numpy(model.transform_b(test.V)), dtype=np.float64)
-    instance = retrieval_metrics(za, zb, ks=(1, 5)).as_dict()
-    by_class = retrieval_metrics(za, zb, test.labels, test.labels, ks=(1,))
+    instance = retrieval_scores(za, zb, ks=(1, 5)).as_dict()
+    by_class = retrieval_scores(za, zb, test.labels, test.labels, ks=(1,))
     n = za.shape[0]
     true_d = pair_distances(za, zb, "geodesic")
     eps = float(np.median(true_d))  # F_eps at the median true-pair angle: precision at recall 1/2
@@ -731,7 +730,7 @@ def contrastive_training_study(temperature: float = 0.07, weight_decay: float = 
 
     The CLIP-style baseline: two linear maps to :math:`S^{dim-1}` trained with
     the symmetric InfoNCE loss at a learnable temperature.  Data, evaluation and
-    metrics as in :func:`qsma_training_study`.
+    scores as in :func:`qsma_training_study`.
 
     Parameters
     ----------
@@ -801,12 +800,12 @@ def _regime_fit(arm: str, lambda_alignment: float, X_a, X_b, unpaired, max_steps
 
 def _unseen_scores(model, data) -> dict[str, float]:
     from ._backend import to_numpy
-    from .metrics import retrieval_metrics
+    from .evaluation import retrieval_scores
 
     za = np.asarray(to_numpy(model.transform_a(data.X_a_test)), dtype=np.float64)
     zb = np.asarray(to_numpy(model.transform_b(data.X_b_test)), dtype=np.float64)
-    cls = retrieval_metrics(za, zb, data.y_test, data.y_test, ks=(1,))
-    inst = retrieval_metrics(za, zb, ks=(1, 10))
+    cls = retrieval_scores(za, zb, data.y_test, data.y_test, ks=(1,))
+    inst = retrieval_scores(za, zb, ks=(1, 10))
     return {"map_all": cls.map_all, "R@1": inst.mean.recall[1], "R@10": inst.mean.recall[10]}
 
 

@@ -9,16 +9,16 @@ The model contract
 ------------------
 A model is a ``torch.nn.Module`` with
 
-``training_loss(batch) -> (loss, metrics)``
+``training_loss(batch) -> (loss, terms)``
     ``batch`` is a tuple of tensors already on the training device, in the
     order the data were given: ``(x_a, x_b)`` or ``(x_a, x_b, y)``.  Floating
     tensors have the dtype of the model's first floating parameter, labels are
     ``int64``.  ``loss`` is a scalar tensor, the **mean over the batch** of a
-    per-sample loss where possible (see "Distributed" below); ``metrics`` maps
+    per-sample loss where possible (see "Distributed" below); ``terms`` maps
     names to floats or scalar tensors that are averaged over the epoch
     (weighted by batch size) and logged as ``train_<name>``.
 
-``validation_loss(batch) -> (loss, metrics)``  *(optional)*
+``validation_loss(batch) -> (loss, terms)``  *(optional)*
     Used on validation data (logged as ``val_loss``, ``val_<name>``); defaults
     to ``training_loss`` run in ``eval()`` mode under ``torch.no_grad()``.
 
@@ -55,10 +55,10 @@ stopping decision); only rank 0 writes logs and checkpoints.
 Checkpoints and exact resume
 ----------------------------
 ``checkpoint_dir/last.pt`` (every ``checkpoint_every`` epochs and at the end)
-and ``checkpoint_dir/best.pt`` (whenever the monitored metric improves) are
+and ``checkpoint_dir/best.pt`` (whenever the monitored value improves) are
 written atomically and hold the model, optimizer, learning-rate schedule and
 gradient-scaler states, the RNG states of python, numpy and torch, the epoch,
-step, best metric, early-stopping counter, the metric history and a hash of
+step, best monitored value, early-stopping counter, the history and a hash of
 everything that defines the result: the trainer options, the tensor shapes,
 the model's ``identity`` (an estimator's class and constructor arguments), a
 SHA-256 content hash of the training and validation data and the geoalign
@@ -93,7 +93,7 @@ from torch import nn
 from ._backend import check_same_device, resolve_device, to_numpy
 from ._io import atomic_path, atomic_write_text
 from ._registry import resolve_target
-from ._warnings import deprecated_aliases
+from ._warnings import GeoalignDeprecationWarning, deprecated_aliases, warn_deprecated
 from ._validation import (check_array, check_choice, check_int, check_nonnegative_scalar,
                           check_positive_scalar, check_same_length)
 
@@ -300,6 +300,21 @@ class _LossForward(nn.Module):
 
 
 # ----------------------------------------------------------------------- history
+def _renamed_best(saved: dict, where: Any) -> dict:
+    """``saved`` (a checkpoint's trainer state or a model file's history) with ``best_score``.
+
+    Files written before the rename hold ``best_metric``: it is read as ``best_score``,
+    with one :class:`~geoalign._warnings.GeoalignDeprecationWarning` per file.
+    """
+    if "best_metric" not in saved or "best_score" in saved:
+        return dict(saved)
+    warnings.warn(f"{where} was written with the old key 'best_metric'; it is read as 'best_score' "
+                  "(the file is unchanged)", GeoalignDeprecationWarning, stacklevel=3)
+    out = {k: v for k, v in saved.items() if k != "best_metric"}
+    out["best_score"] = saved["best_metric"]
+    return out
+
+
 @dataclass
 class TrainingHistory:
     """What :meth:`Trainer.fit` returns.
@@ -308,12 +323,14 @@ class TrainingHistory:
     ----------
     records : list of dict
         One row per completed epoch: ``epoch`` (1-based), ``step``, ``lr``,
-        ``train_loss``, ``train_<metric>``, ``val_loss``, ``val_<metric>``,
+        ``train_loss``, ``train_<term>``, ``val_loss``, ``val_<term>``,
         ``time_s``.
     monitor : str
-        The metric used for early stopping and ``best.pt`` (``val_loss`` when
+        The logged value used for early stopping and ``best.pt`` (``val_loss`` when
         validation data exist, else ``train_loss``).
-    best_epoch, best_metric : int or None, float or None
+    best_epoch, best_score : int or None, float or None
+        Epoch and value of the best ``monitor`` so far (lower is better).
+        ``best_metric`` is the deprecated name of ``best_score``.
     stopped_early : bool
     resumed_from_epoch : int
         Epochs already done in the checkpoint this run resumed from (0 if fresh).
@@ -324,10 +341,26 @@ class TrainingHistory:
     records: list = field(default_factory=list)
     monitor: str = "train_loss"
     best_epoch: int | None = None
-    best_metric: float | None = None
+    best_score: float | None = None
     stopped_early: bool = False
     resumed_from_epoch: int = 0
     checkpoint_path: str | None = None
+
+    @property
+    def best_metric(self) -> float | None:
+        """Deprecated name of :attr:`best_score`."""
+        warn_deprecated("TrainingHistory.best_metric", "TrainingHistory.best_score")
+        return self.best_score
+
+    @best_metric.setter
+    def best_metric(self, value: float | None) -> None:
+        warn_deprecated("TrainingHistory.best_metric", "TrainingHistory.best_score")
+        self.best_score = value
+
+    @classmethod
+    def _from_saved(cls, saved: dict, where: Any) -> "TrainingHistory":
+        """Rebuild a history saved with a model; files from before the rename hold ``best_metric``."""
+        return cls(**_renamed_best(saved, where))
 
     @property
     def epochs_run(self) -> int:
@@ -375,7 +408,7 @@ class Trainer:
     scheduler : {None, "cosine", "step", "plateau"}
         Learning-rate factor after warm-up: cosine decay over all steps to
         ``min_lr``, ``lr_gamma ** (epoch // lr_step_size)``, or multiplied by
-        ``plateau_factor`` whenever the monitored metric has not improved for
+        ``plateau_factor`` whenever the monitored value has not improved for
         ``plateau_patience`` epochs.
     warmup : int
         Linear warm-up over this many optimizer steps: factor ``(s+1)/warmup``.
@@ -402,7 +435,7 @@ class Trainer:
         :class:`~geoalign._warnings.GeoalignWarning` says why and training goes
         on in eager mode.
     early_stopping_patience : int or None
-        Stop when the monitored metric has not improved by more than
+        Stop when the monitored value has not improved by more than
         ``min_delta`` for this many epochs.
     val_fraction : float
         Fraction of the training rows held out for validation when no
@@ -604,8 +637,8 @@ class Trainer:
         return step
 
     @staticmethod
-    def _accumulate(acc: dict, metrics: dict, weight: int, prefix: str) -> None:
-        for k, v in metrics.items():
+    def _accumulate(acc: dict, terms: dict, weight: int, prefix: str) -> None:
+        for k, v in terms.items():
             v = v.detach().double() if isinstance(v, torch.Tensor) else float(v)
             key = f"{prefix}{k}"
             acc[key] = acc.get(key, 0.0) + v * weight
@@ -619,8 +652,8 @@ class Trainer:
             for start in range(0, n, self.batch_size):
                 batch = tuple(t[start:start + self.batch_size].to(device) for t in data)
                 with autocast():
-                    loss, metrics = fn(batch)
-                self._accumulate(acc, {"loss": loss, **metrics}, batch[0].shape[0], "val_")
+                    loss, terms = fn(batch)
+                self._accumulate(acc, {"loss": loss, **terms}, batch[0].shape[0], "val_")
         model.train()
         keys = sorted(acc)
         return {k: v / n for k, v in zip(keys, _host_values([acc[k] for k in keys], device))}
@@ -691,7 +724,7 @@ class Trainer:
         Parameters
         ----------
         model : torch.nn.Module
-            Has ``training_loss(batch) -> (loss, metrics)`` (module docstring).
+            Has ``training_loss(batch) -> (loss, terms)`` (module docstring).
         train_data : tuple, dict or TensorDataset, shape=[n, ...] each
         val_data : same kinds, optional
             Overrides ``val_fraction``.
@@ -781,7 +814,7 @@ class Trainer:
                 return contextlib.nullcontext()
             return torch.autocast(device_type=device.type, dtype=amp_dtype)
 
-        state = {"epoch": 0, "step": 0, "best_metric": None, "best_epoch": None, "bad_epochs": 0,
+        state = {"epoch": 0, "step": 0, "best_score": None, "best_epoch": None, "bad_epochs": 0,
                  "plateau_best": None, "plateau_bad": 0, "plateau_reductions": 0,
                  "stopped_early": False, "records": []}
         ckpt_file = self._checkpoint_file()
@@ -794,7 +827,7 @@ class Trainer:
             optimizer.load_state_dict(ckpt["optimizer"])
             if scaler is not None and ckpt.get("scaler") is not None:
                 scaler.load_state_dict(ckpt["scaler"])
-            state.update(ckpt["state"])
+            state.update(_renamed_best(ckpt["state"], f"checkpoint {ckpt_file}"))
             random.setstate(ckpt["rng"]["python"])
             _set_numpy_rng_state(ckpt["rng"]["numpy"])
             torch.set_rng_state(ckpt["rng"]["torch"].cpu())
@@ -805,7 +838,7 @@ class Trainer:
             np.random.seed(seed)
             torch.manual_seed(seed)
         history = TrainingHistory(records=list(state["records"]), monitor=monitor,
-                                  best_epoch=state["best_epoch"], best_metric=state["best_metric"],
+                                  best_epoch=state["best_epoch"], best_score=state["best_score"],
                                   stopped_early=state["stopped_early"],
                                   resumed_from_epoch=state["epoch"],
                                   checkpoint_path=None if self.checkpoint_dir is None
@@ -850,7 +883,7 @@ class Trainer:
                         grp["lr"] = base * factor
                     optimizer.zero_grad(set_to_none=True)
                     with autocast():
-                        loss, metrics = step_fn(batch)
+                        loss, terms = step_fn(batch)
                     obj = loss * weight if ctx.enabled else loss
                     if scaler is not None:
                         scaler.scale(obj).backward()
@@ -859,7 +892,7 @@ class Trainer:
                         obj.backward()
                     if self.grad_clip is not None:
                         gn = nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
-                        metrics = {**metrics, "grad_norm": gn}
+                        terms = {**terms, "grad_norm": gn}
                     if scaler is not None:
                         scaler.step(optimizer)
                         scaler.update()
@@ -867,7 +900,7 @@ class Trainer:
                         optimizer.step()
                     state["step"] += 1
                     w_local = local.shape[0] if weight else 0
-                    self._accumulate(acc, {"loss": loss, **metrics}, w_local, "train_")
+                    self._accumulate(acc, {"loss": loss, **terms}, w_local, "train_")
                     n_seen += w_local
                 keys = sorted(acc)
                 # losses were accumulated on the device: the epoch's one synchronisation
@@ -885,10 +918,10 @@ class Trainer:
                     record.update(self._evaluate(model, val, device, dtype, autocast))
                 record["time_s"] = time.perf_counter() - t0
                 current = record[monitor]
-                improved = state["best_metric"] is None or \
-                    current < state["best_metric"] - self.min_delta
+                improved = state["best_score"] is None or \
+                    current < state["best_score"] - self.min_delta
                 if improved:
-                    state["best_metric"], state["best_epoch"], state["bad_epochs"] = current, epoch + 1, 0
+                    state["best_score"], state["best_epoch"], state["bad_epochs"] = current, epoch + 1, 0
                 else:
                     state["bad_epochs"] += 1
                 if self.scheduler == "plateau":
@@ -934,6 +967,6 @@ class Trainer:
                 tb_writer.close()
         model.eval()
         history.records = list(state["records"])
-        history.best_epoch, history.best_metric = state["best_epoch"], state["best_metric"]
+        history.best_epoch, history.best_score = state["best_epoch"], state["best_score"]
         history.stopped_early = state["stopped_early"]
         return history

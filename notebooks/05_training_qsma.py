@@ -38,7 +38,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from geoalign import LinearContrastive, PlantedAlignment, retrieval_metrics, zsl_accuracy
+from geoalign import LinearContrastive, PlantedAlignment, retrieval_scores, zsl_accuracy
 from geoalign.models.qsma import QSMA, sobol_normal
 
 QUICK = os.environ.get("GEOALIGN_QUICK") == "1"
@@ -101,10 +101,10 @@ assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
 
 clip = LinearContrastive(dim=16, max_epochs=EPOCHS, batch_size=256, lr=3e-3, random_state=0,
                          trainer_options=TRAIN_OPTIONS).fit(train.U, train.V)
-r_qsma = retrieval_metrics(za, zb)
-r_clip = retrieval_metrics(clip.transform_a(test.U), clip.transform_b(test.V))
-r_cls = retrieval_metrics(za, zb, test.labels, test.labels)
-r_cls_clip = retrieval_metrics(clip.transform_a(test.U), clip.transform_b(test.V), test.labels, test.labels)
+r_qsma = retrieval_scores(za, zb)
+r_clip = retrieval_scores(clip.transform_a(test.U), clip.transform_b(test.V))
+r_cls = retrieval_scores(za, zb, test.labels, test.labels)
+r_cls_clip = retrieval_scores(clip.transform_a(test.U), clip.transform_b(test.V), test.labels, test.labels)
 print(f"instance R@1 (held-out pairs): QSMA {r_qsma.mean.recall[1]:.3f}, linear contrastive {r_clip.mean.recall[1]:.3f}"
       f" (chance {1 / len(test.U):.4f})")
 print(f"class-level mAP@all: QSMA {r_cls.map_all:.3f}, linear contrastive {r_cls_clip.map_all:.3f}")

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from geoalign import (CCA, ESZSL, LinearContrastive, PlantedAlignment, RandomProjection, calibrated_stacking,
-                      evaluate_gzsl, load_digits_two_view, load_xlsa17, per_class_accuracy, retrieval_metrics,
+                      evaluate_gzsl, load_digits_two_view, load_xlsa17, per_class_accuracy, retrieval_scores,
                       select_gamma, zsl_accuracy)
 from geoalign.data import XLSA17_NAMES
 
@@ -74,7 +74,7 @@ clip_lab = LinearContrastive(dim=16, max_epochs=EPOCHS, batch_size=256, lr=3e-3,
                              random_state=0, trainer_options=QUIET).fit(Xa, Xb, y)
 embeddings["linear contrastive + labels"] = (clip_lab.transform_a(Ta), clip_lab.transform_b(Tb))
 
-results = {name: retrieval_metrics(za, zb, ty, ty) for name, (za, zb) in embeddings.items()}
+results = {name: retrieval_scores(za, zb, ty, ty) for name, (za, zb) in embeddings.items()}
 chance_map = float(np.mean([np.mean(ty == c) for c in ty]))          # expected AP of a random ranking
 for name, r in results.items():
     print(f"{name:30s} mAP@all {r.map_all:.3f}  R@1 a->b {r.a_to_b.recall[1]:.3f}  b->a {r.b_to_a.recall[1]:.3f}")
@@ -126,7 +126,7 @@ published = {
 }
 for name, model in published.items():
     model.fit(Xa, Xb, y)
-    results[name] = retrieval_metrics(model.transform_a(Ta), model.transform_b(Tb), ty, ty)
+    results[name] = retrieval_scores(model.transform_a(Ta), model.transform_b(Tb), ty, ty)
     print(f"{name:30s} mAP@all {results[name].map_all:.3f}  R@1 a->b {results[name].a_to_b.recall[1]:.3f}")
 toc = published["Uni-Code + TOC"].toc_
 print("TOC kept codebook dimensions:", np.asarray(toc.indices)[:8], "...")

@@ -69,7 +69,7 @@ NOT_ARRAY_FUNCTIONS = {
     **{name: "sweep/registry machinery, not an array function"
        for name in ("register_study", "run_study", "run_sweep")},
     **{name: "scores: Python floats (or a result of floats) for any input kind"
-       for name in ("retrieval_metrics", "zsl_accuracy", "per_class_accuracy", "evaluate_gzsl",
+       for name in ("retrieval_scores", "zsl_accuracy", "per_class_accuracy", "evaluate_gzsl",
                     "select_gamma", "zero_shot_score", "subspace_distance")},
     "distributed_fiber_product": "needs a Dask cluster (test_sweep_dask.py); returns NumPy pairs by design",
     "iter_fiber_product": "a generator of FiberProduct blocks, each under the fiber_product contract "

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from geoalign.data.planted import PlantedAlignment
-from geoalign.metrics import retrieval_metrics, zsl_accuracy
+from geoalign.evaluation import retrieval_scores, zsl_accuracy
 from geoalign.models.cfsa import CFSA, digit_glyph_semantics, gradient_penalty
 
 
@@ -234,5 +234,5 @@ def test_zero_shot_unseen_classes_planted(zero_shot):
     # class frequency (~0.35 here)
     za, zb = model.transform_a(te.U), model.transform_b(te.V)
     freq = np.bincount(te.labels)[unseen] / te.labels.size
-    result = retrieval_metrics(za, zb, te.labels, te.labels)
+    result = retrieval_scores(za, zb, te.labels, te.labels)
     assert result.map_all >= 0.6 > float(np.sum(freq ** 2)) + 0.1, result.map_all

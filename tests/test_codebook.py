@@ -129,7 +129,7 @@ def _planted(rng, n=300, d=10, n_classes=5):
 
 
 def test_unicode_trains_alternately_and_roundtrips(rng, tmp_path):
-    from geoalign.metrics import retrieval_metrics
+    from geoalign.evaluation import retrieval_scores
 
     xa, xb, y = _planted(rng)
     model = UniCode(dim=8, n_codes=16, specific_dim=4, hidden=32, club_hidden=16, toc_k=6,
@@ -147,7 +147,7 @@ def test_unicode_trains_alternately_and_roundtrips(rng, tmp_path):
     assert za.shape == (300, 6)
     np.testing.assert_array_equal(m.toc_index.numpy(),
                                   toc_select(m.quantizer.embed, 6).indices.numpy())
-    assert retrieval_metrics(za, zb, y, y).mean.map_all > 0.7
+    assert retrieval_scores(za, zb, y, y).mean.map_all > 0.7
     again = UniCode.load(model.save(tmp_path / "unicode.pt"))
     np.testing.assert_allclose(again.transform_b(xb), zb, atol=1e-6)
     assert int(again.module_.club_opt_a.step_count) == int(m.club_opt_a.step_count)

@@ -92,10 +92,10 @@ def test_select_and_compare_selects_then_scores_over_seeds():
     search.fit(data.X_a_train, data.X_b_train, data.y_train)
     cca = table[(table.method == "CCA") & (table.regime == "inductive")].iloc[0]
     assert cca.params == search.best_params_ and cca.val_map_all == pytest.approx(search.best_score_)
-    from geoalign.metrics import retrieval_metrics
+    from geoalign.evaluation import retrieval_scores
 
     m = CCA(**search.best_params_).fit(data.X_a_train, data.X_b_train)
-    assert cca.map_all == pytest.approx(retrieval_metrics(m.transform_a(data.X_a_test), m.transform_b(data.X_b_test),
+    assert cca.map_all == pytest.approx(retrieval_scores(m.transform_a(data.X_a_test), m.transform_b(data.X_b_test),
                                                           data.y_test, data.y_test).map_all)
     # CCA cannot use unpaired data: transductive = inductive; from 5% of the pairs it finds
     # the true partners less often

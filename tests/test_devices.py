@@ -15,7 +15,7 @@ import torch
 
 from geoalign import fiber_product
 from geoalign.manifolds import Hyperbolic, Sphere, frechet_mean
-from geoalign.metrics import retrieval_metrics
+from geoalign.evaluation import retrieval_scores
 from geoalign.models.qsma import QSMA
 from geoalign.ot import sinkhorn, sinkhorn_divergence, sliced_wasserstein
 from geoalign.rings import PolyRing
@@ -104,11 +104,11 @@ def test_fiber_product(device):
     np.testing.assert_allclose(got.distances.cpu().numpy(), ref.distances, rtol=1e-12)
 
 
-def test_retrieval_metrics(device):
+def test_retrieval_scores(device):
     _needs_values(device, "ranks are counted from values")
     X, Y, Xd, Yd = _clouds(device, n=50, m=50)
-    ref = retrieval_metrics(X.numpy(), Y.numpy())
-    got = retrieval_metrics(Xd, Yd)
+    ref = retrieval_scores(X.numpy(), Y.numpy())
+    got = retrieval_scores(Xd, Yd)
     assert got.as_dict() == pytest.approx(ref.as_dict(), rel=1e-12)
 
 

@@ -7,7 +7,7 @@ from scipy import linalg
 from sklearn.cross_decomposition import CCA as SkCCA
 
 from geoalign.data.digits import load_digits_two_view
-from geoalign.metrics import retrieval_metrics, zsl_accuracy
+from geoalign.evaluation import retrieval_scores, zsl_accuracy
 from geoalign.models.linear import CCA, ESZSL, load_linear_model
 
 
@@ -177,7 +177,7 @@ def test_cca_on_digits_unseen_classes_retrieval():
     maps = {}
     for dim in (2, 8):
         m = CCA(dim=dim, reg=1e-2).fit(d.X_a_train, d.X_b_train)
-        res = retrieval_metrics(m.transform_a(d.X_a_test), m.transform_b(d.X_b_test), d.y_test, d.y_test)
+        res = retrieval_scores(m.transform_a(d.X_a_test), m.transform_b(d.X_b_test), d.y_test, d.y_test)
         maps[dim] = res.map_all
     print("digits CCA unseen mAP@all:", maps)
     # chance (random ranking) is ~ the class frequency, about 1/3 here

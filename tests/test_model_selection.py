@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GroupKFold
 
 from geoalign.comparison import load_comparison_data
-from geoalign.metrics import retrieval_metrics
+from geoalign.evaluation import retrieval_scores
 from geoalign.model_selection import SCORERS, ClassDisjointSearchCV, zero_shot_score
 from geoalign.models import CCA, CFSA, ESZSL, QSMA, SSPC, LinearContrastive, UniCode
 
@@ -73,7 +73,7 @@ def test_scores_match_a_hand_computed_class_disjoint_cv(digits):
         for tr, te in folds:
             assert not set(y[tr]) & set(y[te])  # whole classes held out
             m = CCA(**params).fit(digits.X_a_train[tr], digits.X_b_train[tr])
-            scores.append(retrieval_metrics(m.transform_a(digits.X_a_train[te]),
+            scores.append(retrieval_scores(m.transform_a(digits.X_a_train[te]),
                                             m.transform_b(digits.X_b_train[te]), y[te], y[te]).map_all)
         np.testing.assert_allclose([search.cv_results_[f"split{k}_test_score"][i] for k in range(3)],
                                    scores, rtol=1e-12)
@@ -90,7 +90,7 @@ def test_scores_match_a_hand_computed_class_disjoint_cv(digits):
     ref = CCA(**search.best_params_).fit(digits.X_a_train, digits.X_b_train)
     np.testing.assert_allclose(search.transform_a(digits.X_a_test), ref.transform_a(digits.X_a_test))
     assert search.score(digits.X_a_test, digits.X_b_test, digits.y_test) == pytest.approx(
-        retrieval_metrics(ref.transform_a(digits.X_a_test), ref.transform_b(digits.X_b_test),
+        retrieval_scores(ref.transform_a(digits.X_a_test), ref.transform_b(digits.X_b_test),
                           digits.y_test, digits.y_test).map_all)
 
 
@@ -169,7 +169,7 @@ def test_every_scoring(digits, scoring):
     za, zb = m.transform_a(digits.X_a_test), m.transform_b(digits.X_b_test)
     relevance, field = SCORERS[scoring]
     labels = (digits.y_test, digits.y_test) if relevance == "class" else (None, None)
-    r = retrieval_metrics(za, zb, *labels, ks=(1, 10))
+    r = retrieval_scores(za, zb, *labels, ks=(1, 10))
     assert v == pytest.approx(r.map_all if field == "map_all" else r.mean.recall[int(field[2:])])
 
 

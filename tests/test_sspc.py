@@ -146,7 +146,7 @@ def test_regularizer_loss_decreases_on_planted_data(rng):
 
 
 def test_sspc_estimator_learns_and_roundtrips(rng, tmp_path):
-    from geoalign.metrics import retrieval_metrics
+    from geoalign.evaluation import retrieval_scores
 
     xa, xb, y = _planted(rng)
     model = SSPC(dim=8, hidden=16, n_anchors=8, queue_size=128, max_epochs=15, batch_size=64,
@@ -156,7 +156,7 @@ def test_sspc_estimator_learns_and_roundtrips(rng, tmp_path):
     assert rec[-1]["train_info_nce"] < rec[0]["train_info_nce"]
     assert rec[-1]["train_consistency"] > 0 and rec[0]["train_queue_fill"] > 0
     za, zb = model.transform_a(xa), model.transform_b(xb)
-    assert retrieval_metrics(za, zb, y, y).mean.map_all > 0.8
+    assert retrieval_scores(za, zb, y, y).mean.map_all > 0.8
     path = model.save(tmp_path / "sspc.pt")
     again = SSPC.load(path)
     np.testing.assert_allclose(again.transform_a(xa), za, atol=1e-6)

@@ -152,24 +152,24 @@ def test_serial_frame_is_tidy_and_saved(tmp_path, capsys):
     grid = Grid(product={"a": [1, 2]}, zipped={"b": [10, 20]}, seeds=[0, 5])
     res = run_sweep(affine, grid, out=tmp_path / "out", name="affine", progress=False)
     f = res.frame
-    assert list(f.columns[:5]) == ["a", "b", "seed", "metric", "value"]
+    assert list(f.columns[:5]) == ["a", "b", "seed", "score", "value"]
     assert len(f) == len(grid) * 2 and (f["status"] == "done").all() and not f["cached"].any()
     for _, row in f.iterrows():
-        want = row.a + row.b + row.seed if row.metric == "sum" else row.a * row.b
+        want = row.a + row.b + row.seed if row.score == "sum" else row.a * row.b
         assert row.value == want
     assert res.summary.done == len(grid) and res.summary.failed == 0 and res.failed.empty
     assert "8 cells - 8 done, 0 cached, 0 failed" in capsys.readouterr().out
     # saved: parquet round trip + configuration with versions and timing
     assert res.path == tmp_path / "out" / "results.parquet"
     back = pd.read_parquet(res.path)
-    pd.testing.assert_frame_equal(back[["a", "b", "seed", "metric", "value"]],
-                                  f[["a", "b", "seed", "metric", "value"]], check_dtype=False)
+    pd.testing.assert_frame_equal(back[["a", "b", "seed", "score", "value"]],
+                                  f[["a", "b", "seed", "score", "value"]], check_dtype=False)
     cfg = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert cfg["grid"] == grid.to_dict() and cfg["name"] == "affine"
     assert cfg["versions"]["numpy"] == np.__version__ and cfg["finished_at"] >= cfg["started_at"]
     assert cfg["summary"]["done"] == 8 and cfg["results_file"] == "results.parquet"
     assert not list((tmp_path / "out").glob(".*tmp*"))  # atomic writes leave no temporaries
-    # wide view: metrics as columns
+    # wide view: scores as columns
     wide = res.wide()
     assert len(wide) == len(grid) and {"sum", "prod"} <= set(wide.columns)
 
@@ -190,7 +190,7 @@ def test_csv_when_pyarrow_is_missing(tmp_path, monkeypatch):
                         verbose=False)
     assert res.path == tmp_path / "results.csv"
     back = pd.read_csv(res.path)
-    assert sorted(back["metric"]) == ["prod", "sum"]
+    assert sorted(back["score"]) == ["prod", "sum"]
 
 
 def test_rerun_skips_completed_cells(tmp_path):
@@ -228,7 +228,7 @@ def test_failed_cells_are_recorded_and_the_sweep_goes_on(tmp_path, capsys):
     assert res.failed["error"].str.contains("ValueError: x=2 is not allowed").all()
     assert res.failed["traceback"].str.contains("Traceback").all()
     bad = res.frame[res.frame["status"] == "failed"]
-    assert len(bad) == 2 and bad["value"].isna().all() and bad["metric"].isna().all()
+    assert len(bad) == 2 and bad["value"].isna().all() and bad["score"].isna().all()
     out = capsys.readouterr().out
     assert "2 failed" in out and "FAILED {'x': 2} seed=0: ValueError: x=2 is not allowed" in out
     cfg = json.loads((tmp_path / "sweep.json").read_text())
@@ -242,15 +242,15 @@ def test_failed_cells_are_recorded_and_the_sweep_goes_on(tmp_path, capsys):
 
 def test_bad_return_values_fail_the_cell_with_a_clear_error():
     res = run_sweep(returns_text, Grid(product={"x": [1]}), progress=False, verbose=False)
-    assert "metric 'y' must be a real number" in res.failed["error"].iloc[0]
+    assert "score 'y' must be a real number" in res.failed["error"].iloc[0]
 
 
 def test_multi_row_cells_with_labels():
     res = run_sweep(curve, Grid(product={"n": [10, 20]}), labels=("eps",), progress=False, verbose=False)
     f = res.frame
-    assert list(f.columns[:5]) == ["n", "seed", "eps", "row", "metric"]
+    assert list(f.columns[:5]) == ["n", "seed", "eps", "row", "score"]
     assert len(f) == 2 * 3 * 2
-    got = f[(f.metric == "count")].set_index(["n", "eps"])["value"]
+    got = f[(f.score == "count")].set_index(["n", "eps"])["value"]
     assert got[(20, 2.0)] == 40.0 and got[(10, 0.5)] == 5.0
     with pytest.raises(ValueError, match="clash"):
         run_sweep(curve, Grid(product={"n": [10]}), labels=("n",), progress=False)
@@ -319,8 +319,8 @@ def test_processes_match_serial_and_resume(tmp_path):
     par = run_sweep(affine, grid, executor="processes", n_workers=2, out=tmp_path, progress=False,
                     verbose=False)
     assert par.summary.done == len(grid) and par.config["threads_per_cell"] == 1
-    pd.testing.assert_frame_equal(par.frame[["a", "b", "seed", "metric", "value"]],
-                                  serial.frame[["a", "b", "seed", "metric", "value"]])
+    pd.testing.assert_frame_equal(par.frame[["a", "b", "seed", "score", "value"]],
+                                  serial.frame[["a", "b", "seed", "score", "value"]])
 
 
 def test_processes_survive_a_dying_worker(tmp_path):

@@ -80,7 +80,7 @@ def test_dask_matches_serial(client, tmp_path):
     serial = run_sweep(affine, grid, progress=False, verbose=False)
     dask_res = run_sweep(affine, grid, scheduler=client, out=tmp_path, progress=False, verbose=False)
     assert dask_res.summary.executor == "dask" and dask_res.summary.done == len(grid)
-    cols = ["a", "b", "seed", "metric", "value"]
+    cols = ["a", "b", "seed", "score", "value"]
     pd.testing.assert_frame_equal(dask_res.frame[cols], serial.frame[cols])
     assert dask_res.config["dask"]["workers"] == 2
     assert len(list((tmp_path / "cache").glob("[!.]*.json"))) == len(grid)

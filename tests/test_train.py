@@ -145,7 +145,7 @@ def test_early_stopping_triggers():
     assert h.stopped_early and h.epochs_run < 200
     assert h.monitor == "val_loss"
     assert h.epochs_run == h.best_epoch + 3
-    assert h.best_metric == min(r["val_loss"] for r in h.records)
+    assert h.best_score == min(r["val_loss"] for r in h.records)
 
 
 def test_grad_clipping_bounds_the_update():

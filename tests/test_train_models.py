@@ -8,7 +8,7 @@ import torch
 
 from geoalign.models.base import AlignmentEstimator, NotFittedError, get_model_class
 from geoalign.models.contrastive import LinearContrastive, symmetric_info_nce
-from geoalign.metrics import retrieval_metrics
+from geoalign.evaluation import retrieval_scores
 from geoalign.cli.train import (configure_eval_parser, configure_train_parser, load_config,
                                 run_eval_cli, run_train_cli)
 from geoalign.data.sources import load_dataset
@@ -42,7 +42,7 @@ def test_linear_contrastive_learns_planted_pairs():
     model = small().fit(X_a, X_b)
     losses = [r["train_loss"] for r in model.history_.records]
     assert losses[-1] < 0.5 * losses[0]
-    m = retrieval_metrics(model.transform_a(X_a), model.transform_b(X_b)).as_dict()
+    m = retrieval_scores(model.transform_a(X_a), model.transform_b(X_b)).as_dict()
     assert m["R@1_a2b"] > 0.8 and m["R@1_b2a"] > 0.8  # chance is 1/200
     Z = model.transform_a(X_a)
     assert isinstance(Z, np.ndarray) and Z.shape == (200, 6)
@@ -135,7 +135,7 @@ def test_cli_train_and_eval_end_to_end(tmp_path, capsys):
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["n"] == 20 and metrics["R@5_a2b"] > 0.5  # chance 0.25
     model = LinearContrastive.load(out_dir / "model.pt")
-    assert metrics == retrieval_metrics(model.transform_a(X_a[100:]), model.transform_b(X_b[100:])).as_dict()
+    assert metrics == retrieval_scores(model.transform_a(X_a[100:]), model.transform_b(X_b[100:])).as_dict()
     capsys.readouterr()
     assert run(configure_eval_parser, run_eval_cli,
                [str(out_dir / "model.pt"), "--data", str(tmp_path / "test.npz")]) == 0

@@ -30,7 +30,7 @@ COMMANDS = Registry("command", {
     "sweep": ("geoalign.cli.sweep", "parameter sweeps: local processes or a Dask cluster"),
     "train": ("geoalign.cli.train", "train a model from a JSON/TOML config",
               "configure_train_parser", "run_train_cli"),
-    "eval": ("geoalign.cli.train", "evaluate a saved model on paired data (retrieval metrics)",
+    "eval": ("geoalign.cli.train", "evaluate a saved model on paired data (retrieval scores)",
              "configure_eval_parser", "run_eval_cli"),
 })
 

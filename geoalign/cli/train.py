@@ -232,7 +232,7 @@ def run_train_cli(args: argparse.Namespace) -> int:
         h = estimator.history_
         last = h.records[-1] if h.records else {}
         print(json.dumps({"model": str(out / "model.pt"), "epochs": h.epochs_run,
-                          "best_epoch": h.best_epoch, "best_" + h.monitor: h.best_metric,
+                          "best_epoch": h.best_epoch, "best_" + h.monitor: h.best_score,
                           "stopped_early": h.stopped_early,
                           "train_loss": last.get("train_loss")}, indent=2))
     return 0
@@ -246,16 +246,16 @@ def configure_eval_parser(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--config", help="config whose [data.test] (else [data]) table names the data")
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10], help="recall cut-offs")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:k, mps or auto")
-    parser.add_argument("--output", default=None, help="also write the metrics as JSON here")
+    parser.add_argument("--output", default=None, help="also write the scores as JSON here")
 
 
 def run_eval_cli(args: argparse.Namespace) -> int:
-    """``geoalign eval``: cross-view retrieval metrics (R@K, median rank) of a saved model."""
+    """``geoalign eval``: cross-view retrieval scores (R@K, median rank) of a saved model."""
     from ..models.base import AlignmentEstimator
 
     if args.output and Path(args.output).is_dir():
         raise ValueError(f"--output {args.output} is a folder; give a file name such as "
-                         f"{Path(args.output) / 'metrics.json'}")
+                         f"{Path(args.output) / 'scores.json'}")
     est = AlignmentEstimator.load(args.model, device=args.device)
     if args.data is not None:
         data = load_dataset({"source": "paired_file", "path": args.data}, Path.cwd())
@@ -267,13 +267,13 @@ def run_eval_cli(args: argparse.Namespace) -> int:
         data = load_dataset(spec, cfg_path.resolve().parent)
     Z_a = est.transform_a(np.asarray(data["X_a"]))
     Z_b = est.transform_b(np.asarray(data["X_b"]))
-    from ..metrics import retrieval_metrics
+    from ..evaluation import retrieval_scores
 
     y = data.get("y")
-    metrics = retrieval_metrics(Z_a, Z_b, y, y, ks=args.ks).as_dict()
-    print(json.dumps(metrics, indent=2))
+    scores = retrieval_scores(Z_a, Z_b, y, y, ks=args.ks).as_dict()
+    print(json.dumps(scores, indent=2))
     if args.output:
-        atomic_write_json(args.output, metrics)
+        atomic_write_json(args.output, scores)
     return 0
 
 

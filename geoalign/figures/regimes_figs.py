@@ -74,7 +74,7 @@ def summarize_regime(name: str, frame) -> dict:
     Returns
     -------
     dict
-        ``{dataset: {setting: {"arms": {label: {metric: [mean, ci]}}, "best_lambda",
+        ``{dataset: {setting: {"arms": {label: {score: [mean, ci]}}, "best_lambda",
         "gain": [mean, ci, n], "target", "target_met"}}}``; the setting is the paired
         fraction (semi-paired) or the unpaired variant (transductive; the inductive
         references are the ``"none"`` rows, copied into every variant).

@@ -100,7 +100,7 @@ def qsma_training_figure(ctx: FigureContext) -> FigureOutput:
     import torch
 
     from ..comparison import QSMA_PAPER_PARAMS
-    from ..metrics import retrieval_metrics
+    from ..evaluation import retrieval_scores
     from ..models.linear import CCA
     from ..models.qsma import QSMA
 
@@ -114,13 +114,13 @@ def qsma_training_figure(ctx: FigureContext) -> FigureOutput:
         for dataset in datasets:
             Xa, Xb, y, Ta, Tb, ty = _ablation_data(dataset, ctx.seed)
             cca = CCA(dim=4, reg=1e-2).fit(Xa, Xb)
-            cca_map[dataset] = retrieval_metrics(cca.transform_a(Ta), cca.transform_b(Tb), ty, ty).map_all
+            cca_map[dataset] = retrieval_scores(cca.transform_a(Ta), cca.transform_b(Tb), ty, ty).map_all
             for variant, switches in ABLATION_VARIANTS.items():
                 for seed in seeds:
                     model = QSMA(**QSMA_PAPER_PARAMS, **switches, max_epochs=epochs, random_state=seed,
                                  device=ctx.device, trainer_options={"progress": False})
                     model.fit(Xa, Xb, y)
-                    res = retrieval_metrics(model.transform_a(Ta), model.transform_b(Tb), ty, ty)
+                    res = retrieval_scores(model.transform_a(Ta), model.transform_b(Tb), ty, ty)
                     runs.append({"dataset": dataset, "variant": variant, "seed": seed,
                                  "map_all": res.map_all})
                     if dataset == "digits" and not switches and seed == ctx.seed:

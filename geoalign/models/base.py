@@ -336,7 +336,7 @@ class AlignmentEstimator(TwoViewEstimator):
                  "seed": self.seed_, "module_config": self._module_config(),
                  "history": {"records": self.history_.records, "monitor": self.history_.monitor,
                              "best_epoch": self.history_.best_epoch,
-                             "best_metric": self.history_.best_metric,
+                             "best_score": self.history_.best_score,
                              "stopped_early": self.history_.stopped_early},
                  "state_dict": {k: v.detach().cpu() for k, v in self.module_.state_dict().items()}}
         buf = io.BytesIO()
@@ -374,5 +374,5 @@ class AlignmentEstimator(TwoViewEstimator):
         est.n_features_a_ = state["n_features_a"]
         est.n_features_b_ = state["n_features_b"]
         est.seed_ = state["seed"]
-        est.history_ = TrainingHistory(**state["history"])
+        est.history_ = TrainingHistory._from_saved(state["history"], f"model file {path}")
         return est

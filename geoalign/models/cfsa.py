@@ -303,15 +303,15 @@ class CFSAModule(nn.Module):
         align = gaussian_mmd2(all_a, all_b, self.mmd_bandwidth)
         pair = ((all_a - all_b) ** 2).sum(1).mean()
         loss = adv + self.cycle_weight * cycle + self.align_weight * align + self.pair_weight * pair
-        metrics = {}
+        extra = {}
         if self.classifier is not None:
             all_y = torch.cat(labels)
             ce = 0.5 * (F.cross_entropy(self.classifier(all_a), all_y)
                         + F.cross_entropy(self.classifier(all_b), all_y))
             loss = loss + self.classifier_weight * ce
-            metrics["classification"] = ce.detach()
+            extra["classification"] = ce.detach()
         return loss, {"adversarial": adv.detach(), "wasserstein": wdist, "cycle": cycle.detach(),
-                      "mmd": align.detach(), "pair": pair.detach(), **metrics}
+                      "mmd": align.detach(), "pair": pair.detach(), **extra}
 
 
 class CFSA(AlignmentEstimator):

@@ -75,7 +75,7 @@ shared embedding used at inference is the deterministic :math:`\bar z^m_i =
 Inference: :meth:`QSMA.transform_a`/:meth:`QSMA.transform_b` give
 :math:`\bar z`; :meth:`QSMA.predict_zsl` classifies by the nearest class
 prototype; :meth:`QSMA.evaluate_gzsl` uses calibrated stacking with
-:math:`\gamma` chosen on validation data (:mod:`geoalign.metrics`).
+:math:`\gamma` chosen on validation data (:mod:`geoalign.evaluation`).
 """
 from __future__ import annotations
 
@@ -382,9 +382,9 @@ class QSMAModule(nn.Module):
     def training_loss(self, batch):
         terms = self.loss_terms(batch)
         total = terms.pop("total")
-        metrics = {k: v.detach() for k, v in terms.items()}
-        metrics["logit_scale"] = self.logit_scale().detach()
-        return total, metrics
+        terms = {k: v.detach() for k, v in terms.items()}
+        terms["logit_scale"] = self.logit_scale().detach()
+        return total, terms
 
     def param_groups(self) -> list[dict]:
         # no weight decay on the temperature
@@ -848,9 +848,9 @@ class QSMA(AlignmentEstimator):
 
         ``y_val``/``y_test`` are class ids among the prototypes' classes;
         ``seen_classes`` lists the classes seen in training.  Returns
-        :class:`geoalign.metrics.GZSLResult`.
+        :class:`geoalign.evaluation.GZSLResult`.
         """
-        from ..metrics import evaluate_gzsl
+        from ..evaluation import evaluate_gzsl
 
         _, classes = self.class_prototypes(class_semantics, class_labels, kind)
         pos = {int(c): i for i, c in enumerate(classes)}

@@ -6,7 +6,7 @@ The package follows the seams of the work:
 =====================================  ==================================================
 :mod:`geoalign.sweep.grid`             :class:`Grid`, the cells (axes, zipped axes, seeds)
 :mod:`geoalign.sweep.cache`            cell identity (:func:`cell_key`) and the cell cache
-:mod:`geoalign.sweep.results`          :class:`SweepResult`, :class:`SweepSummary`, saving
+:mod:`geoalign.sweep.results`          :class:`SweepResult`, :class:`SweepSummary`, saving, loading
 :mod:`geoalign.sweep.executors`        serial, local processes, Dask (:func:`connect_client`)
 :mod:`geoalign.sweep.engine`           :func:`run_sweep`
 =====================================  ==================================================
@@ -26,9 +26,9 @@ from .cache import cell_key
 from .engine import run_sweep
 from .executors import EXECUTORS, LOCAL_CLUSTER_QUIET, connect_client
 from .grid import RESERVED_NAMES, Grid
-from .results import SweepInterrupted, SweepResult, SweepSummary
+from .results import SweepInterrupted, SweepResult, SweepSummary, load_results
 
-__all__ = ["Grid", "SweepSummary", "SweepResult", "SweepInterrupted", "run_sweep", "cell_key",
+__all__ = ["Grid", "SweepSummary", "SweepResult", "SweepInterrupted", "run_sweep", "load_results", "cell_key",
            "connect_client", "EXECUTORS", "LOCAL_CLUSTER_QUIET", "RESERVED_NAMES"]
 
 

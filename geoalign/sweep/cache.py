@@ -98,29 +98,29 @@ def _check_signature(func: Callable, grid: Grid) -> bool:
 
 
 # --------------------------------------------------------------------------- one cell
-def _as_metric(value: Any, name: str) -> float:
+def _as_score(value: Any, name: str) -> float:
     if hasattr(value, "detach"):  # torch scalar tensor, without importing torch here
         value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
         if value.size != 1:
-            raise ValueError(f"metric {name!r} must be a scalar, got an array of shape {value.shape}")
+            raise ValueError(f"score {name!r} must be a scalar, got an array of shape {value.shape}")
         value = value.reshape(()).item()
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, bool) or isinstance(value, numbers.Real):
         return float(value)
-    raise TypeError(f"metric {name!r} must be a real number, got {value!r} ({type(value).__name__}); "
+    raise TypeError(f"score {name!r} must be a real number, got {value!r} ({type(value).__name__}); "
                     "non-numeric entries of a row must be declared in labels=")
 
 
 def _normalise_output(out: Any, labels: Sequence[str]) -> list[dict]:
-    """Turn a cell's return value into ``[{"labels": {...}, "metrics": {...}}, ...]``."""
+    """Turn a cell's return value into ``[{"labels": {...}, "scores": {...}}, ...]``."""
     if isinstance(out, Mapping):
         rows, multi = [out], False
     elif isinstance(out, (list, tuple)) and all(isinstance(r, Mapping) for r in out):
         rows, multi = list(out), True
     else:
-        raise TypeError("a sweep function must return a dict of metrics or a list of dicts, "
+        raise TypeError("a sweep function must return a dict of scores or a list of dicts, "
                         f"got {type(out).__name__}")
     result = []
     for i, row in enumerate(rows):
@@ -128,10 +128,10 @@ def _normalise_output(out: Any, labels: Sequence[str]) -> list[dict]:
         if missing:
             raise ValueError(f"row {i} lacks the label(s) {missing}")
         lab = {k: _plain_value(row[k], f"label {k!r}") for k in labels}
-        metrics = {str(k): _as_metric(v, str(k)) for k, v in row.items() if k not in labels}
-        if not metrics:
-            raise ValueError(f"row {i} holds no metric")
-        result.append({"row": i if multi else None, "labels": lab, "metrics": metrics})
+        scores = {str(k): _as_score(v, str(k)) for k, v in row.items() if k not in labels}
+        if not scores:
+            raise ValueError(f"row {i} holds no score")
+        result.append({"row": i if multi else None, "labels": lab, "scores": scores})
     return result
 
 
@@ -192,4 +192,18 @@ def _load_cached(cache_dir: str | None, key: str, identity: str) -> dict | None:
         return None
     if record.get("format") != _CACHE_FORMAT or record.get("function") != identity:
         return None
+    _migrate_rows(record)
     return record
+
+
+def _migrate_rows(record: dict) -> None:
+    """Records written before the rename hold ``"metrics"`` per row: read them as ``"scores"``.
+
+    The key is not part of :func:`cell_key` (nor of the format number), so such a
+    cell stays a cache hit; ``record["old_key"]`` marks it for the one warning of
+    :func:`~geoalign.sweep.run_sweep`.
+    """
+    for row in record.get("rows", ()):
+        if "metrics" in row and "scores" not in row:
+            row["scores"] = row.pop("metrics")
+            record["old_key"] = True

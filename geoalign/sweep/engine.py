@@ -1,9 +1,9 @@
 """Parameter sweeps at scale: a function plus a grid, run serially, on local
 processes or on a Dask cluster, resumable cell by cell.
 
-A *study* is a function ``func(**params, seed=...) -> metrics`` and a
+A *study* is a function ``func(**params, seed=...) -> scores`` and a
 :class:`Grid` of parameter values.  Every *cell* (one combination of parameter
-values and one seed) is run once; its metrics are cached under a hash of
+values and one seed) is run once; its scores are cached under a hash of
 
 .. math::
 
@@ -13,7 +13,7 @@ values and one seed) is run once; its metrics are cached under a hash of
 in a cache folder, written atomically as soon as the cell finishes.  Re-running
 a sweep skips every completed cell, so killing a worker or the whole run loses
 at most the cells that were in flight.  Results are a tidy
-:class:`pandas.DataFrame` (one row per cell and metric) saved with the
+:class:`pandas.DataFrame` (one row per cell and score) saved with the
 configuration, package versions and timing.
 
 Executors
@@ -37,11 +37,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .._io import atomic_write_json
 from .._validation import check_choice, check_int
+from .._warnings import GeoalignDeprecationWarning
 from .cache import _cache_file, _check_signature, _function_identity, _load_cached, cell_key
 from .executors import EXECUTORS, _progress, _run_dask, _run_processes, _run_serial, connect_client
 from .grid import Grid, RESERVED_NAMES
@@ -57,11 +59,11 @@ def run_sweep(func: Callable, grid: Grid | Mapping, *, executor: str | None = No
               threads_per_cell: int | None = None, retry_failed: bool = True,
               progress: bool = True, verbose: bool = True, connect_timeout: float = 5.0,
               max_in_flight: int | None = None) -> SweepResult:
-    """Run ``func`` on every cell of ``grid`` and collect the metrics in a tidy frame.
+    """Run ``func`` on every cell of ``grid`` and collect the scores in a tidy frame.
 
     Each cell calls ``func(**params, seed=seed)`` (``seed`` only if ``func``
-    takes it) and expects a dict ``{metric: number}`` or a list of such dicts
-    (several rows; entries named in ``labels`` become columns instead of metrics).
+    takes it) and expects a dict ``{score name: number}`` or a list of such dicts
+    (several rows; entries named in ``labels`` become columns instead of scores).
 
     Parameters
     ----------
@@ -90,7 +92,7 @@ def run_sweep(func: Callable, grid: Grid | Mapping, *, executor: str | None = No
         Fingerprint of ``func`` in the cache key (default: a hash of its source,
         so an edited function recomputes).
     labels : sequence of str
-        Keys of returned rows that are labels (columns), not metrics.
+        Keys of returned rows that are labels (columns), not scores.
     threads_per_cell : int, optional
         BLAS/OpenMP threads per cell (threadpoolctl).  Default: 1 for the
         parallel executors, unlimited for ``"serial"``.
@@ -154,6 +156,11 @@ def run_sweep(func: Callable, grid: Grid | Mapping, *, executor: str | None = No
             cached_keys.add(key)
         else:
             todo.append((key, params, seed))
+    old = sum(bool(records[k].get("old_key")) for k in cached_keys)
+    if old:
+        warnings.warn(f"{old} cached cell(s) in {cache} hold their scores under the old key "
+                      "'metrics'; they are read as 'scores' (still cache hits, not recomputed)",
+                      GeoalignDeprecationWarning, stacklevel=2)
 
     bar = _progress(len(cells), len(cached_keys), progress, name or getattr(func, "__name__", "sweep"))
 

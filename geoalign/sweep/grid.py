@@ -17,7 +17,7 @@ __all__ = ["Grid", "RESERVED_NAMES"]
 
 
 # Column names of the tidy frame; a grid axis may not reuse them.
-RESERVED_NAMES = frozenset({"seed", "metric", "value", "status", "error", "traceback", "elapsed_s",
+RESERVED_NAMES = frozenset({"seed", "score", "value", "status", "error", "traceback", "elapsed_s",
                             "cached", "key", "row", "started_at", "host", "pid"})
 
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import platform
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 from .._io import atomic_path, atomic_write_json
+from .._warnings import GeoalignDeprecationWarning
 from .grid import Grid
 
-__all__ = ["SweepSummary", "SweepResult", "SweepInterrupted"]
+__all__ = ["SweepSummary", "SweepResult", "SweepInterrupted", "load_results"]
 
 
 @dataclasses.dataclass
@@ -64,10 +67,10 @@ class SweepResult:
     Attributes
     ----------
     frame : pandas.DataFrame
-        Tidy results: one row per cell and metric; columns = parameters, ``seed``,
-        [labels, ``row``], ``metric``, ``value``, ``status``, ``cached``,
+        Tidy results: one row per cell and score; columns = parameters, ``seed``,
+        [labels, ``row``], ``score`` (its name), ``value``, ``status``, ``cached``,
         ``elapsed_s``, ``error``, ``key``.  Failed cells give one row with
-        ``metric=None`` and ``value=NaN``.
+        ``score=None`` and ``value=NaN``.
     summary : SweepSummary
     failed : pandas.DataFrame
         One row per failed cell: parameters, ``seed``, ``error``, ``traceback``, ``key``.
@@ -84,12 +87,12 @@ class SweepResult:
     path: Path | None = None
 
     def wide(self):
-        """Metrics as columns (one row per cell and row), for plotting."""
+        """Scores as columns (one row per cell and row), for plotting."""
         ok = self.frame[self.frame["status"] == "done"]
-        index = [c for c in ok.columns if c not in ("metric", "value", "status", "cached",
-                                                    "elapsed_s", "error", "key")]
+        index = [c for c in ok.columns if c not in ("score", "value", "status", "cached",
+                                                   "elapsed_s", "error", "key")]
         # set_index/unstack keeps parameter values that are None (pivot_table would drop them)
-        wide = ok.set_index([*index, "metric"])["value"].unstack("metric").reset_index()
+        wide = ok.set_index([*index, "score"])["value"].unstack("score").reset_index()
         wide.columns.name = None
         return wide
 
@@ -137,14 +140,14 @@ def _build_frame(grid: Grid, cells: list, records: dict, cached_keys: set, label
                 extra = dict(r["labels"])
                 if any_multi:
                     extra["row"] = r["row"] if r["row"] is not None else 0
-                for metric, value in r["metrics"].items():
-                    rows.append({**base, **extra, "metric": metric, "value": float(value), **common})
+                for score, value in r["scores"].items():
+                    rows.append({**base, **extra, "score": score, "value": float(value), **common})
         else:
             extra = {lab: None for lab in labels}
             if any_multi:
                 extra["row"] = None
-            rows.append({**base, **extra, "metric": None, "value": float("nan"), **common})
-    columns = [*grid.names, "seed", *labels, *(["row"] if any_multi else []), "metric", "value",
+            rows.append({**base, **extra, "score": None, "value": float("nan"), **common})
+    columns = [*grid.names, "seed", *labels, *(["row"] if any_multi else []), "score", "value",
                "status", "cached", "elapsed_s", "error", "key"]
     frame = pd.DataFrame(rows, columns=columns)
     frame["value"] = frame["value"].astype("float64")
@@ -166,7 +169,7 @@ def _save(frame, config: dict, out: Path) -> Path:
         table = frame.copy()
         # parquet needs one type per column: grid values may mix ints, floats and strings
         for col in table.columns:
-            if table[col].dtype == object and col not in ("error", "key", "metric", "status"):
+            if table[col].dtype == object and col not in ("error", "key", "score", "status"):
                 kinds = {type(v) for v in table[col] if v is not None}
                 if len(kinds) > 1:
                     table[col] = table[col].map(lambda v: None if v is None else str(v))
@@ -179,3 +182,48 @@ def _save(frame, config: dict, out: Path) -> Path:
     config = {**config, "results_file": path.name}
     atomic_write_json(out / "sweep.json", config)
     return path
+
+
+def load_results(path: str | os.PathLike):
+    """Read the tidy frame that :func:`run_sweep` saved (``results.parquet`` or ``results.csv``).
+
+    Parameters
+    ----------
+    path : path
+        The ``out`` folder of the sweep (its ``sweep.json`` names the results
+        file) or the results file itself.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The frame of :attr:`SweepResult.frame`.  Files written before scores
+        were called scores have a ``metric`` column; it is returned as
+        ``score``, with one :class:`~geoalign._warnings.GeoalignDeprecationWarning`.
+    """
+    import json
+
+    import pandas as pd
+
+    path = Path(path)
+    if path.is_dir():
+        config = path / "sweep.json"
+        if config.is_file():
+            path = path / json.loads(config.read_text())["results_file"]
+        else:
+            found = [path / n for n in ("results.parquet", "results.csv") if (path / n).is_file()]
+            if not found:
+                raise FileNotFoundError(f"{path} holds no sweep.json, results.parquet or results.csv")
+            path = found[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"sweep results file {path} does not exist")
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    elif path.suffix == ".csv":
+        frame = pd.read_csv(path)
+    else:
+        raise ValueError(f"path must be a sweep folder, a .parquet or a .csv file, got {path}")
+    if "metric" in frame.columns and "score" not in frame.columns and "value" in frame.columns:
+        warnings.warn(f"{path} was written with the old column name 'metric'; it is read as 'score'",
+                      GeoalignDeprecationWarning, stacklevel=2)
+        frame = frame.rename(columns={"metric": "score"})
+    return frame

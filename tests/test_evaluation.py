@@ -5,8 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score
 
-from geoalign.metrics import (calibrated_stacking, evaluate_gzsl, per_class_accuracy,
-                              retrieval_metrics, select_gamma, zsl_accuracy)
+from geoalign.evaluation import (calibrated_stacking, evaluate_gzsl, per_class_accuracy,
+                              retrieval_scores, select_gamma, zsl_accuracy)
 
 
 # --------------------------------------------------------------------------- references
@@ -144,7 +144,7 @@ def test_evaluate_gzsl_uses_validation_gamma_only(rng):
 def test_retrieval_matches_brute_force_and_sklearn(rng, metric):
     a, b = rng.normal(size=(40, 5)), rng.normal(size=(35, 5))
     la, lb = rng.integers(0, 4, size=40), rng.integers(0, 4, size=35)
-    res = retrieval_metrics(a, b, la, lb, metric=metric, block_size=7)
+    res = retrieval_scores(a, b, la, lb, metric=metric, block_size=7)
     for got, (q, d, lq, ld) in ((res.a_to_b, (a, b, la, lb)), (res.b_to_a, (b, a, lb, la))):
         recall, medr, m = ref_retrieval(q, d, lq, ld, metric)
         assert got.map_all == pytest.approx(m, rel=1e-10)
@@ -153,7 +153,7 @@ def test_retrieval_matches_brute_force_and_sklearn(rng, metric):
         assert got["R@5"] == got.recall[5] and got["mAP"] == got.map_all and got["MedR"] == medr
     assert res.map_all == pytest.approx(0.5 * (res.a_to_b.map_all + res.b_to_a.map_all))
     assert res.mean.recall[1] == pytest.approx(0.5 * (res.a_to_b.recall[1] + res.b_to_a.recall[1]))
-    t = retrieval_metrics(torch.as_tensor(a), torch.as_tensor(b), torch.as_tensor(la), lb,
+    t = retrieval_scores(torch.as_tensor(a), torch.as_tensor(b), torch.as_tensor(la), lb,
                           metric=metric)
     assert t.map_all == pytest.approx(res.map_all, rel=1e-10)
     assert t.a_to_b.recall == pytest.approx(res.a_to_b.recall)
@@ -161,31 +161,31 @@ def test_retrieval_matches_brute_force_and_sklearn(rng, metric):
 
 def test_retrieval_instance_pairs_and_skipped_queries(rng):
     a = rng.normal(size=(20, 8))
-    perfect = retrieval_metrics(a, a + 1e-3 * rng.normal(size=a.shape))
+    perfect = retrieval_scores(a, a + 1e-3 * rng.normal(size=a.shape))
     assert perfect.map_all == pytest.approx(1.0) and perfect.mean.median_rank == 1.0
     assert perfect.a_to_b.recall[1] == 1.0
-    shuffled = retrieval_metrics(a, a[::-1].copy())
+    shuffled = retrieval_scores(a, a[::-1].copy())
     assert shuffled.a_to_b.recall[1] < 0.2
-    res = retrieval_metrics(a[:4], a[:3], [0, 1, 2, 9], [0, 1, 2])
+    res = retrieval_scores(a[:4], a[:3], [0, 1, 2, 9], [0, 1, 2])
     assert res.a_to_b.n_queries == 3 and res.a_to_b.n_skipped == 1
 
 
 def test_retrieval_errors(rng):
     a, b = rng.normal(size=(5, 3)), rng.normal(size=(4, 3))
     with pytest.raises(ValueError, match="equal counts"):
-        retrieval_metrics(a, b)
+        retrieval_scores(a, b)
     with pytest.raises(ValueError, match="same dimension"):
-        retrieval_metrics(a, rng.normal(size=(5, 2)))
+        retrieval_scores(a, rng.normal(size=(5, 2)))
     with pytest.raises(ValueError, match="both labels_a and labels_b"):
-        retrieval_metrics(a, b, labels_a=np.zeros(5))
+        retrieval_scores(a, b, labels_a=np.zeros(5))
     with pytest.raises(ValueError, match="labels_b must have length 4"):
-        retrieval_metrics(a, b, np.zeros(5), np.zeros(3))
+        retrieval_scores(a, b, np.zeros(5), np.zeros(3))
     with pytest.raises(ValueError, match="no query has a relevant item"):
-        retrieval_metrics(a, b, np.zeros(5), np.ones(4))
+        retrieval_scores(a, b, np.zeros(5), np.ones(4))
     with pytest.raises(ValueError, match="metric"):
-        retrieval_metrics(a, a, metric="manhattan")
+        retrieval_scores(a, a, metric="manhattan")
     with pytest.raises(ValueError, match="NaN"):
-        retrieval_metrics(np.full((2, 3), np.nan), a[:2])
+        retrieval_scores(np.full((2, 3), np.nan), a[:2])
     if torch.cuda.is_available():  # pragma: no cover - GPU machines only
         with pytest.raises(ValueError, match="same device"):
-            retrieval_metrics(torch.zeros(2, 3), torch.zeros(2, 3, device="cuda"))
+            retrieval_scores(torch.zeros(2, 3), torch.zeros(2, 3, device="cuda"))
