@@ -1,4 +1,7 @@
-r"""Method comparison on the zero-shot splits: QSMA, SSPC, CFSA, Uni-Code, CCA, ESZSL, CLIP-linear.
+r"""Method comparison on the zero-shot splits: QSMA, SSPC, CFSA, UniCode, CCA, ESZSL, LinearContrastive.
+
+Every method is labelled by its class name (the labels ``"Uni-Code"`` and
+``"CLIP-linear"`` of earlier versions still work, with a deprecation warning).
 
 Every method is trained on the *seen* classes only and evaluated on the
 *unseen* classes of the same data set:
@@ -226,7 +229,7 @@ def _cfsa(data, quick, seed):
                 random_state=seed, trainer_options=_trainer_options())
 
 
-def _clip_linear(data, quick, seed):
+def _linear_contrastive(data, quick, seed):
     from .models.contrastive import LinearContrastive
 
     return LinearContrastive(dim=32, max_epochs=_epochs(quick, 60), random_state=seed,
@@ -253,11 +256,28 @@ METHODS = Registry("comparison method", {
     "QSMA": _estimator_method(_qsma),
     "SSPC": _estimator_method(_sspc),
     "CFSA": _estimator_method(_cfsa),
-    "Uni-Code": _estimator_method(_unicode),
-    "CLIP-linear": _estimator_method(_clip_linear),
+    "UniCode": _estimator_method(_unicode),
+    "LinearContrastive": _estimator_method(_linear_contrastive),
     "CCA": _estimator_method(_cca),
     "ESZSL": _eszsl,
 })
+#: labels of earlier versions -> the class name that is now every method's label
+_OLD_LABELS = {"Uni-Code": "UniCode", "CLIP-linear": "LinearContrastive"}
+
+
+def _method_names(methods) -> list[str]:
+    """``methods`` with the old labels of :data:`_OLD_LABELS` replaced (and a deprecation warning)."""
+    from ._warnings import warn_deprecated
+
+    if isinstance(methods, str):
+        methods = [methods]
+    names = []
+    for m in methods:
+        if m in _OLD_LABELS:
+            warn_deprecated(f"the method label {m!r}", f"{_OLD_LABELS[m]!r} (the class name)", stacklevel=4)
+            m = _OLD_LABELS[m]
+        names.append(m)
+    return names
 
 
 def _prototype_zsl(Za, Zb, y, seed: int) -> float:
@@ -291,7 +311,7 @@ def compare_methods(datasets=("digits", "planted"), methods=None, quick: bool = 
 
     from .evaluation import retrieval_scores
 
-    names = list(METHODS) if methods is None else list(methods)
+    names = list(METHODS) if methods is None else _method_names(methods)
     unknown = [m for m in names if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; available: {list(METHODS)}")
@@ -355,8 +375,8 @@ SEARCH_GRIDS: dict[str, dict] = {
     "QSMA": {"dropout": [0.0, 0.2], "lambda_alignment": [0.1, 1.0]},
     "SSPC": {"dim": [16, 32], "consistency_weight": [0.0, 1.0]},
     "CFSA": {"dim": [32, 64], "align_weight": [0.5, 1.0]},
-    "Uni-Code": {"dim": [32, 256], "n_codes": [64, 400]},
-    "CLIP-linear": {"dim": [32, 64], "lr": [1e-3, 1e-2]},
+    "UniCode": {"dim": [32, 256], "n_codes": [64, 400]},
+    "LinearContrastive": {"dim": [32, 64], "lr": [1e-3, 1e-2]},
     "CCA": {"dim": [2, 8], "reg": [1e-3, 1e-1]},
     "ESZSL": {"alpha": [0.1, 1.0], "gamma": [0.1, 1.0]},
 }
@@ -388,7 +408,7 @@ def _base_estimator(method: str, data: ZeroShotData, quick: bool):
         return TwoViewESZSL(semantics=data.semantics)
     if method == "CCA":
         return CCA()
-    cls = {"QSMA": QSMA, "SSPC": SSPC, "CFSA": CFSA, "Uni-Code": UniCode, "CLIP-linear": LinearContrastive}[method]
+    cls = {"QSMA": QSMA, "SSPC": SSPC, "CFSA": CFSA, "UniCode": UniCode, "LinearContrastive": LinearContrastive}[method]
     model = cls(class_semantics=data.semantics) if method == "CFSA" else cls()
     model.set_params(trainer_options=_trainer_options(), random_state=0)
     if quick:
@@ -450,7 +470,11 @@ class CellStore:
     (``settings_sha256``, the first 16 hex digits).  The file is
     rewritten atomically after every finished cell, so an interrupted run resumes
     there; a file whose settings differ from the present ones is ignored (and then
-    replaced), as is every file with ``force=True``.
+    replaced), as is every file with ``force=True``.  A store written before methods
+    were labelled by class name holds ``Uni-Code.json``/``CLIP-linear.json``: when the
+    new file is absent the old one is read (a deprecation warning says so; its cells
+    stay hits, since the settings do not hold the label) and the next write goes to
+    the new name.
     """
 
     def __init__(self, root, dataset: str, method: str, settings: dict, force: bool = False):
@@ -459,13 +483,32 @@ class CellStore:
         self.settings_sha = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:16]
         self.content = {"dataset": dataset, "method": method, "settings": self.settings,
                         "selection": None, "cells": {}}
-        if self.path is not None and self.path.exists() and not force:
+        source = self.path
+        if source is not None and not source.exists() and not force:
+            source = self._old_label_file(source, method)
+        if source is not None and source.exists() and not force:
             try:
-                old = json.loads(self.path.read_text(encoding="utf-8"))
+                old = json.loads(source.read_text(encoding="utf-8"))
             except (ValueError, UnicodeDecodeError):
                 old = None  # unreadable: recomputed (written atomically, so only by another writer)
             if isinstance(old, dict) and old.get("settings") == self.settings:
                 self.content.update({"selection": old.get("selection"), "cells": old.get("cells") or {}})
+
+    @staticmethod
+    def _old_label_file(path: Path, method: str) -> Path:
+        """The file an earlier version wrote for ``method`` (under its old label), else ``path``."""
+        import warnings
+
+        from ._warnings import GeoalignDeprecationWarning
+
+        for old, new in _OLD_LABELS.items():
+            candidate = path.with_name(f"{old}.json")
+            if new == method and candidate.exists():
+                warnings.warn(f"reading the stored cells of {method} from {candidate} (the file name of "
+                              f"the old label {old!r}); they are written to {path.name} from now on",
+                              GeoalignDeprecationWarning, stacklevel=4)
+                return candidate
+        return path
 
     def _stamp(self) -> dict:
         import torch
@@ -580,7 +623,7 @@ def select_and_compare(datasets=COMPARISON_DATASETS, methods=None, seeds=(0, 1, 
 
     from .model_selection import ClassDisjointSearchCV
 
-    names = list(SEARCH_GRIDS) if methods is None else list(methods)
+    names = list(SEARCH_GRIDS) if methods is None else _method_names(methods)
     unknown = [m for m in names if m not in SEARCH_GRIDS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; available: {list(SEARCH_GRIDS)}")
@@ -692,7 +735,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--datasets", nargs="+", default=None)
-    parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=None, choices=[*METHODS, *_OLD_LABELS])
     parser.add_argument("--out", help="write the table as CSV (atomically)")
     parser.add_argument("--selected", action="store_true",
                         help="every method selected by the same class-disjoint search (select_and_compare)")

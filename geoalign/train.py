@@ -1,7 +1,7 @@
 r"""Training machinery: a generic :class:`Trainer` for torch alignment models.
 
-Every trainable model of geoalign (the linear contrastive baseline, QSMA, SSPC,
-CFSA, Uni-Code) is trained by this one loop, so that devices, mixed precision,
+Every trainable model of geoalign (LinearContrastive, QSMA, SSPC,
+CFSA, UniCode) is trained by this one loop, so that devices, mixed precision,
 checkpoints, exact resume, logging, early stopping and distributed data
 parallel behave the same everywhere.
 

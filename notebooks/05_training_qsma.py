@@ -105,9 +105,9 @@ r_qsma = retrieval_scores(za, zb)
 r_clip = retrieval_scores(clip.transform_a(test.U), clip.transform_b(test.V))
 r_cls = retrieval_scores(za, zb, test.labels, test.labels)
 r_cls_clip = retrieval_scores(clip.transform_a(test.U), clip.transform_b(test.V), test.labels, test.labels)
-print(f"instance R@1 (held-out pairs): QSMA {r_qsma.mean.recall[1]:.3f}, linear contrastive {r_clip.mean.recall[1]:.3f}"
+print(f"instance R@1 (held-out pairs): QSMA {r_qsma.mean.recall[1]:.3f}, LinearContrastive {r_clip.mean.recall[1]:.3f}"
       f" (chance {1 / len(test.U):.4f})")
-print(f"class-level mAP@all: QSMA {r_cls.map_all:.3f}, linear contrastive {r_cls_clip.map_all:.3f}")
+print(f"class-level mAP@all: QSMA {r_cls.map_all:.3f}, LinearContrastive {r_cls_clip.map_all:.3f}")
 assert r_qsma.mean.recall[1] > 5 / len(test.U)                          # well above chance
 assert r_cls.map_all > 2 / gen.n_classes
 assert r_cls.map_all > r_cls_clip.map_all          # label-aware QSMA wins where it aims: class level

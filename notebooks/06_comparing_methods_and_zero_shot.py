@@ -26,8 +26,8 @@
 # $H=2US/(U+S)$. Calibrated stacking subtracts $\gamma$ from seen-class scores; $\gamma$ is
 # chosen on a **validation** split, never on the test split (`evaluate_gzsl` refuses that).
 #
-# Methods: CCA and ESZSL (closed form), a CLIP-style linear contrastive model, the published
-# SSPC, Uni-Code/TOC and CFSA, and QSMA (all torch), with chance-level references.
+# Methods: CCA and ESZSL (closed form), LinearContrastive (linear contrastive, CLIP-style), the published
+# SSPC, UniCode/TOC and CFSA, and QSMA (all torch), with chance-level references.
 
 # %%
 import os
@@ -69,10 +69,10 @@ cca = CCA(dim=16, reg=1e-2).fit(Xa, Xb)
 embeddings["CCA"] = (cca.transform_a(Ta), cca.transform_b(Tb))
 clip = LinearContrastive(dim=16, max_epochs=EPOCHS, batch_size=256, lr=3e-3, random_state=0,
                          trainer_options=QUIET).fit(Xa, Xb)
-embeddings["linear contrastive"] = (clip.transform_a(Ta), clip.transform_b(Tb))
+embeddings["LinearContrastive"] = (clip.transform_a(Ta), clip.transform_b(Tb))
 clip_lab = LinearContrastive(dim=16, max_epochs=EPOCHS, batch_size=256, lr=3e-3, use_labels=True,
                              random_state=0, trainer_options=QUIET).fit(Xa, Xb, y)
-embeddings["linear contrastive + labels"] = (clip_lab.transform_a(Ta), clip_lab.transform_b(Tb))
+embeddings["LinearContrastive + labels"] = (clip_lab.transform_a(Ta), clip_lab.transform_b(Tb))
 
 results = {name: retrieval_scores(za, zb, ty, ty) for name, (za, zb) in embeddings.items()}
 chance_map = float(np.mean([np.mean(ty == c) for c in ty]))          # expected AP of a random ranking
@@ -94,7 +94,7 @@ plt.show()
 # above the untrained random projections on classes they never saw. Label-aware training pulls
 # the *seen* classes together and transfers less well to unseen ones: supervision on seen classes
 # is not free in zero-shot retrieval.
-for name in ("CCA", "linear contrastive"):
+for name in ("CCA", "LinearContrastive"):
     assert results[name].map_all > chance_map + 0.05, name
     assert results[name].map_all > results["random projections"].map_all, name
 assert all(r.map_all > chance_map for r in results.values())
@@ -102,7 +102,7 @@ assert all(r.map_all > chance_map for r in results.values())
 # %% [markdown]
 # ### The published methods and QSMA on the same task
 #
-# SSPC (InfoNCE + multi-assignment Sinkhorn–Knopp consistency), Uni-Code (shared VQ codebook,
+# SSPC (InfoNCE + multi-assignment Sinkhorn–Knopp consistency), UniCode (shared VQ codebook,
 # CLUB disentangling; TOC keeps the most distinguishable codebook dimensions), CFSA (coupled
 # conditional WGAN-GP generators from class semantics — here rendered numerals, no digits data)
 # and QSMA (notebook 05), all trained on the seen digits only. Small settings: a comparison at
@@ -120,7 +120,7 @@ from geoalign.models.sspc import SSPC
 common = dict(max_epochs=PUB_EPOCHS, batch_size=256, random_state=0, trainer_options=QUIET)
 published = {
     "SSPC": SSPC(dim=16, hidden=64, n_anchors=16, queue_size=512, lr=3e-3, **common),
-    "Uni-Code + TOC": UniCode(dim=32, n_codes=64, specific_dim=8, hidden=64, toc_k=16, lr=3e-3, **common),
+    "UniCode + TOC": UniCode(dim=32, n_codes=64, specific_dim=8, hidden=64, toc_k=16, lr=3e-3, **common),
     "CFSA": CFSA(class_semantics=digit_glyph_semantics(), dim=16, hidden=64, lr=1e-3, **common),
     "QSMA": QSMA(dim=16, hidden=64, lr=3e-3, **common),
 }
@@ -128,11 +128,11 @@ for name, model in published.items():
     model.fit(Xa, Xb, y)
     results[name] = retrieval_scores(model.transform_a(Ta), model.transform_b(Tb), ty, ty)
     print(f"{name:30s} mAP@all {results[name].map_all:.3f}  R@1 a->b {results[name].a_to_b.recall[1]:.3f}")
-toc = published["Uni-Code + TOC"].toc_
+toc = published["UniCode + TOC"].toc_
 print("TOC kept codebook dimensions:", np.asarray(toc.indices)[:8], "...")
 # TOC keeps the dimensions with the best J_d = -0.7 sim_d + 0.3 var_d.
 assert np.all(np.asarray(toc.scores)[np.asarray(toc.indices)].min() >= np.delete(np.asarray(toc.scores), np.asarray(toc.indices)).max())
-assert all(results[name].map_all > chance_map for name in ("SSPC", "Uni-Code + TOC", "QSMA"))
+assert all(results[name].map_all > chance_map for name in ("SSPC", "UniCode + TOC", "QSMA"))
 
 fig, ax = plt.subplots(figsize=(9, 3.5))
 names = list(results)

@@ -1,4 +1,4 @@
-"""Uni-Code / TOC / CLUB: TOC against a direct O(L^2 D) computation, quantiser EMA, CLUB, model."""
+"""UniCode / TOC / CLUB: TOC against a direct O(L^2 D) computation, quantiser EMA, CLUB, model."""
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,7 @@
+import warnings
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from geoalign.comparison import METHODS, compare_methods, load_comparison_data, main
@@ -35,7 +38,7 @@ def test_cli_writes_csv(tmp_path, capsys):
 
 
 def test_every_method_is_registered():
-    assert {"QSMA", "SSPC", "CFSA", "Uni-Code", "CCA", "ESZSL"} <= set(METHODS)
+    assert {"QSMA", "SSPC", "CFSA", "UniCode", "CCA", "ESZSL"} <= set(METHODS)
 
 
 def test_digits_problems_are_three_views_of_the_same_images():
@@ -195,3 +198,34 @@ def test_stored_cells_of_the_paper_are_complete_and_consistent():
             assert seeds == {0, 1, 2, 3, 4}
             for cell in content["cells"].values():
                 assert 0.0 <= cell["map_all"] <= 1.0 and cell["R@1"] <= cell["R@10"]
+
+
+def test_old_method_labels_and_old_cell_files_still_work(tmp_path, monkeypatch):
+    """Methods are labelled by class name; "CLIP-linear"/"Uni-Code" (and stores holding
+    CLIP-linear.json) still work with a deprecation warning, and the stored cells stay hits."""
+    import shutil
+
+    from geoalign._warnings import GeoalignDeprecationWarning
+    from geoalign.comparison import STORED_CELLS, _method_names, select_and_compare
+    from geoalign.models.contrastive import LinearContrastive
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("a stored cell was not found: LinearContrastive.fit called")
+
+    monkeypatch.setattr(LinearContrastive, "fit", refuse)
+    for name in ("old", "new"):
+        (tmp_path / name / "planted").mkdir(parents=True)
+    shutil.copy(STORED_CELLS / "planted" / "LinearContrastive.json", tmp_path / "old" / "planted" / "CLIP-linear.json")
+    shutil.copy(STORED_CELLS / "planted" / "LinearContrastive.json", tmp_path / "new" / "planted")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new = select_and_compare(("planted",), ["LinearContrastive"], store=tmp_path / "new", progress=False)
+    with pytest.warns(GeoalignDeprecationWarning) as record:
+        old = select_and_compare(("planted",), ["CLIP-linear"], store=tmp_path / "old", progress=False)
+    messages = [str(w.message) for w in record]
+    assert any("the method label 'CLIP-linear' is deprecated; use 'LinearContrastive'" in m for m in messages)
+    assert any("CLIP-linear.json (the file name of the old label" in m for m in messages)
+    assert set(old.method) == {"LinearContrastive"}
+    pd.testing.assert_frame_equal(old, new)
+    with pytest.warns(GeoalignDeprecationWarning, match="'Uni-Code' is deprecated; use 'UniCode'"):
+        assert _method_names(["QSMA", "Uni-Code"]) == ["QSMA", "UniCode"]

@@ -28,22 +28,22 @@ def _row(dataset, regime, method, m, r1, r10, md=None, r1d=None, oracle=None, us
 def test_comparison_numbers_rank_targets_and_differences():
     rows = [
         _row("digits", "inductive", "QSMA", 0.60, 0.02, 0.10, md=0.58, r1d=0.02),
-        _row("digits", "inductive", "CLIP-linear", 0.62, 0.01, 0.08, md=0.50, r1d=0.01, params={"a": 2}),
+        _row("digits", "inductive", "LinearContrastive", 0.62, 0.01, 0.08, md=0.50, r1d=0.01, params={"a": 2}),
         _row("digits", "inductive", "CCA", 0.50, 0.01, 0.03, md=0.50, r1d=0.01, oracle=0.52),
         _row("digits", "semi-paired 5%", "QSMA", 0.45, 0.01, 0.05),
-        _row("digits", "semi-paired 5%", "CLIP-linear", 0.40, 0.01, 0.04),
+        _row("digits", "semi-paired 5%", "LinearContrastive", 0.40, 0.01, 0.04),
         _row("digits", "semi-paired 5%", "CCA", 0.47, 0.01, 0.04),
         _row("digits", "transductive", "QSMA", 0.61, 0.02, 0.10),
-        _row("digits", "transductive", "CLIP-linear", 0.62, 0.01, 0.08, uses=False),
+        _row("digits", "transductive", "LinearContrastive", 0.62, 0.01, 0.08, uses=False),
         _row("digits", "transductive", "CCA", 0.50, 0.01, 0.03, uses=False),
     ]
     n = comparison_numbers(pd.DataFrame(rows))
-    assert n["DigitsQsmaRank"] == 2 and n["DigitsMethods"] == 3 and n["DigitsBest"] == "CLIP-linear"
-    assert n["DigitsBestOther"] == "CLIP-linear" and n["DigitsBestOtherMap"] == pytest.approx(0.62)
+    assert n["DigitsQsmaRank"] == 2 and n["DigitsMethods"] == 3 and n["DigitsBest"] == "LinearContrastive"
+    assert n["DigitsBestOther"] == "LinearContrastive" and n["DigitsBestOtherMap"] == pytest.approx(0.62)
     assert n["DigitsQsmaMinusClipMap"] == r"\ensuremath{-}0.020" and n["DigitsQsmaMinusClipRone"] == "+0.010"
     assert n["DigitsQsmaDefaultsMinusOracleCca"] == "+0.060" and n["OracleTargetMet"] == 1
     assert n["ClipTargetMet"] == 1  # defaults: 0.58 >= 0.50 and R@1 0.02 >= 0.01
-    assert n["DigitsKeptDefaults"] == 2  # CLIP-linear's choice differs from its defaults
+    assert n["DigitsKeptDefaults"] == 2  # LinearContrastive's choice differs from its defaults
     assert n["DigitsSelectedBetter"] == 2 and n["DigitsSelectedWorse"] == 0
     assert n["DigitsQsmaSemiRank"] == 2 and n["DigitsSemiBest"] == "CCA"
     assert n["DigitsQsmaTransGain"] == "+0.010" and n["Datasets"] == 1

@@ -1,6 +1,6 @@
 r"""Alternating ("inner") optimisation of auxiliary networks inside ``training_loss``.
 
-WGAN critics (CFSA) and the CLUB variational estimator (Uni-Code) are trained
+WGAN critics (CFSA) and the CLUB variational estimator (UniCode) are trained
 *against* the main model: a few steps of their own objective on detached
 features before every main step.  The :class:`~geoalign.train.Trainer` owns a
 single optimizer, so the auxiliary network keeps its parameters frozen

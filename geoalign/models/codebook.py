@@ -1,4 +1,4 @@
-r"""Uni-Code (Xia et al., NeurIPS 2023) with TOC and CLUB disentangling (Huang et al., 2024).
+r"""UniCode (Xia et al., NeurIPS 2023) with TOC and CLUB disentangling (Huang et al., 2024).
 
 A shared discrete codebook :math:`E \in \mathbb R^{L\times D}` (default
 :math:`400\times 256`) quantises the *modality-general* part of both views.
@@ -321,14 +321,14 @@ class UniCodeModule(nn.Module):
 
 
 class UniCode(AlignmentEstimator):
-    r"""Uni-Code alignment with a shared EMA codebook, CLUB disentangling and optional TOC.
+    r"""UniCode alignment with a shared EMA codebook, CLUB disentangling and optional TOC.
 
     Parameters
     ----------
     dim : int
-        :math:`D`, width of the general part and of the codes (256, Uni-Code).
+        :math:`D`, width of the general part and of the codes (256, Xia et al.).
     n_codes : int
-        :math:`L` (400, Uni-Code).
+        :math:`L` (400, Xia et al.).
     specific_dim : int
         Width of the modality-specific part (64: a quarter of :math:`D`, enough to
         carry what the reconstruction needs beyond the code).
@@ -340,7 +340,7 @@ class UniCode(AlignmentEstimator):
         InfoNCE temperature between general parts (0.07, CLIP's initial value).
     nce_weight, match_weight, mi_weight : float
         Loss weights (1, 1, 0.1: the MI bound is a regulariser, kept small as in
-        Uni-Code's DCID).
+        Xia et al.'s DCID).
     club_steps : int
         Inner CLUB estimator steps per main step (5).
     club_lr, club_hidden :
