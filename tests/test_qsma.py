@@ -10,7 +10,6 @@ from geoalign.manifolds import Sphere
 from geoalign.models.base import AlignmentEstimator, get_model_class
 from geoalign.data.digits import digits_training_source
 from geoalign.models.qsma import (QSMA, ConvEncoder, HierarchicalAttentionEncoder,
-                                  batched_symmetric_info_nce,
                                   digitally_shifted_normal, kl_to_standard_normal,
                                   scrambled_sobol_bits, sobol_normal)
 
@@ -68,18 +67,37 @@ def test_digital_shift_gives_uniform_points_and_exact_quantiles():
     assert e32.dtype == torch.float32 and torch.allclose(e32.double(), eps, atol=1e-4)
 
 
-def test_batched_info_nce_matches_cross_entropy_and_gradient(rng):
-    from geoalign.models.contrastive import symmetric_info_nce
+def test_info_nce_of_k_problems_matches_cross_entropy_and_gradient(rng):
+    import torch.nn.functional as F
+
+    from geoalign.models.losses import batched_symmetric_info_nce, symmetric_info_nce
 
     L = torch.tensor(3 * rng.normal(size=(4, 10, 10)), requires_grad=True)
     y = torch.as_tensor(rng.integers(0, 3, size=10))
+
+    def reference(Lk, lab):  # autograd through log_softmax, one problem
+        T = torch.eye(10, dtype=Lk.dtype) if lab is None else (lab[:, None] == lab[None, :]).to(Lk.dtype)
+        T = T / T.sum(1, keepdim=True)
+        return -0.5 * ((T * F.log_softmax(Lk, 1)).sum(1).mean() + (T * F.log_softmax(Lk.T, 1)).sum(1).mean())
+
     for lab in (None, y):
-        got = batched_symmetric_info_nce(L, lab)
+        got = symmetric_info_nce(L, lab)
         (g_got,) = torch.autograd.grad(got, L)
-        ref = torch.stack([symmetric_info_nce(L[k], lab) for k in range(4)]).mean()
+        ref = torch.stack([reference(L[k], lab) for k in range(4)]).mean()
         (g_ref,) = torch.autograd.grad(ref, L)
         assert torch.allclose(got, ref, atol=1e-12) and torch.allclose(g_got, g_ref, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda t: batched_symmetric_info_nce(t, y), (L,))
+        # one problem: [B, B] is [1, B, B]
+        assert torch.equal(symmetric_info_nce(L[0], lab), symmetric_info_nce(L[:1], lab))
+    assert torch.autograd.gradcheck(lambda t: symmetric_info_nce(t, y), (L,))
+    assert torch.autograd.gradcheck(lambda t: symmetric_info_nce(t[0]), (L,))
+    # a positive far below its row maximum: finite in float32 (no log of an underflowed softmax)
+    far = torch.zeros(1, 4, 4)
+    far[0, 0, 0] = -150.0
+    assert torch.isfinite(symmetric_info_nce(far))
+    with pytest.raises(ValueError, match=r"shape \[B, B\] or \[K, B, B\]"):
+        symmetric_info_nce(torch.zeros(3, 4))
+    with pytest.warns(FutureWarning, match="batched_symmetric_info_nce is deprecated"):
+        assert torch.equal(batched_symmetric_info_nce(L, y), symmetric_info_nce(L, y))
 
 
 def test_kl_matches_torch_distributions(rng):

@@ -1,9 +1,8 @@
 r"""Losses shared by the alignment models.
 
 * :func:`symmetric_info_nce` -- the symmetric InfoNCE (CLIP) loss of one batch of
-  logits, with optional same-class positives; :func:`batched_symmetric_info_nce` --
-  the same loss averaged over ``K`` logit matrices (QSMA's Monte Carlo samples),
-  with a fused backward;
+  logits or its mean over ``K`` logit matrices (QSMA's Monte Carlo samples), with
+  optional same-class positives and a fused backward;
 * :func:`kl_to_standard_normal` -- the KL term of a Gaussian posterior;
 * :func:`gaussian_mmd2` and :func:`gradient_penalty` -- CFSA's distribution
   alignment (MMD) and WGAN-GP terms.
@@ -17,39 +16,22 @@ __all__ = ["symmetric_info_nce", "batched_symmetric_info_nce", "kl_to_standard_n
            "gradient_penalty"]
 
 
-def symmetric_info_nce(logits: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-    r"""Symmetric InfoNCE of a ``logits : shape=[B, B]`` matrix (positives on the diagonal).
-
-    With ``y : shape=[B]`` the positives of row ``i`` are all ``j`` with ``y_j = y_i``
-    (soft cross-entropy against the uniform distribution over them).
-    """
-    if y is None:
-        target = torch.arange(logits.shape[0], device=logits.device)
-        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
-    same = (y[:, None] == y[None, :]).to(logits.dtype)
-    target = same / same.sum(dim=1, keepdim=True)  # symmetric mask: rows and columns alike
-    loss_ab = -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
-    loss_ba = -(target * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
-    return 0.5 * (loss_ab + loss_ba)
-
-
 class _SymmetricInfoNCE(torch.autograd.Function):
-    """Fused forward/backward of :func:`batched_symmetric_info_nce` (see there)."""
+    """Forward and fused backward of :func:`symmetric_info_nce` on ``logits : shape=[K, B, B]``."""
 
     @staticmethod
     def forward(ctx, logits, target):
         K, B, _ = logits.shape
-        p_row = torch.softmax(logits, dim=-1)
-        p_col = torch.softmax(logits, dim=-2)
-        # log-sum-exp from the softmax diagonal: lse_i = L_ii - log P_ii (no extra exp pass)
-        diag = logits.diagonal(dim1=-2, dim2=-1)
-        lse_row = diag - p_row.diagonal(dim1=-2, dim2=-1).log()
-        lse_col = diag - p_col.diagonal(dim1=-2, dim2=-1).log()
-        # soft targets sum to 1 per row and are symmetric (same-class mask / class count)
-        fit = diag.sum() if target is None else (logits * target).sum()
-        loss = 0.5 * (lse_row.sum() + lse_col.sum() - 2 * fit) / (K * B)
-        ctx.save_for_backward(p_row, p_col, target)
-        return loss
+        # log-softmaxes, never the log of a softmax: a positive whose logit is far below its
+        # row's maximum (more than ~100 in float32) would underflow to log(0) = -inf
+        log_row = torch.log_softmax(logits, dim=-1)
+        log_col = torch.log_softmax(logits, dim=-2)
+        if target is None:
+            fit = log_row.diagonal(dim1=-2, dim2=-1).sum() + log_col.diagonal(dim1=-2, dim2=-1).sum()
+        else:  # soft targets: symmetric, each row sums to one
+            fit = (target * (log_row + log_col)).sum()
+        ctx.save_for_backward(log_row.exp_(), log_col.exp_(), target)
+        return -0.5 * fit / (K * B)
 
     @staticmethod
     def backward(ctx, grad):
@@ -63,24 +45,36 @@ class _SymmetricInfoNCE(torch.autograd.Function):
         return g.mul_(grad * (0.5 / (K * B))), None
 
 
-def batched_symmetric_info_nce(logits: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-    r"""Mean symmetric InfoNCE of ``K`` problems, ``logits : shape=[K, B, B]`` (positives on the diagonal).
+def symmetric_info_nce(logits: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Symmetric InfoNCE of ``logits : shape=[B, B]``, or the mean over ``K`` problems of
+    ``logits : shape=[K, B, B]`` (QSMA's Monte Carlo samples); positives on the diagonal.
 
-    .. math:: \mathcal L = \frac{1}{2KB}\sum_{k,i}\Big[\mathrm{lse}_j L_{kij}
-              + \mathrm{lse}_j L_{kji} - 2\sum_j T_{ij} L_{kij}\Big],
+    .. math:: \mathcal L = -\frac{1}{2KB}\sum_{k,i,j} T_{ij}\Big[\log P^{\rightarrow}_{kij}
+              + \log P^{\downarrow}_{kij}\Big],
 
-    :math:`T = I`, or with labels ``y : shape=[B]`` the same-class mask divided by
-    the class count (so each row of :math:`T` sums to one).  Equals
-    :func:`symmetric_info_nce` averaged over ``k``, with
-    a fused backward :math:`\partial\mathcal L/\partial L = (P^{\rightarrow} + P^{\downarrow} - 2T)/(2KB)`
-    (row and column softmaxes): two softmax passes forward, one pass backward,
-    and no transposed copy.
+    with :math:`P^{\rightarrow}` and :math:`P^{\downarrow}` the row and column softmaxes of
+    :math:`L_k`, and :math:`T = I`, or with labels ``y : shape=[B]`` the same-class mask
+    divided by the class count (the positives of row ``i`` are all ``j`` with
+    :math:`y_j = y_i`: soft cross-entropy against the uniform distribution over them).
+    The backward is fused,
+    :math:`\partial\mathcal L/\partial L = (P^{\rightarrow} + P^{\downarrow} - 2T)/(2KB)`:
+    two softmax passes forward, one pass backward, no transposed copy.
     """
+    if logits.ndim not in (2, 3) or logits.shape[-1] != logits.shape[-2]:
+        raise ValueError(f"logits must have shape [B, B] or [K, B, B], got {tuple(logits.shape)}")
     target = None
     if y is not None:
         same = (y[:, None] == y[None, :]).to(logits.dtype)
         target = same / same.sum(dim=1, keepdim=True)
-    return _SymmetricInfoNCE.apply(logits, target)
+    return _SymmetricInfoNCE.apply(logits if logits.ndim == 3 else logits[None], target)
+
+
+def batched_symmetric_info_nce(logits: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """Deprecated name of :func:`symmetric_info_nce`, which takes ``[K, B, B]`` logits too."""
+    from .._warnings import warn_deprecated
+
+    warn_deprecated("batched_symmetric_info_nce", "symmetric_info_nce (it takes [K, B, B] logits)")
+    return symmetric_info_nce(logits, y)
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -94,7 +94,7 @@ from .._validation import (check_array, check_choice, check_int, check_nonnegati
                            check_positive_scalar)
 from .base import AlignmentEstimator, register_model
 from .encoders import AttentionPool, ConvEncoder, HierarchicalAttentionEncoder, MLPEncoder
-from .losses import batched_symmetric_info_nce, kl_to_standard_normal
+from .losses import kl_to_standard_normal, symmetric_info_nce
 from .sampling import digitally_shifted_normal, random_shifts, scrambled_sobol_bits, sobol_normal
 
 __all__ = [
@@ -107,7 +107,6 @@ __all__ = [
     "sobol_normal",
     "scrambled_sobol_bits",
     "digitally_shifted_normal",
-    "batched_symmetric_info_nce",
     "kl_to_standard_normal",
 ]
 
@@ -228,7 +227,7 @@ class QSMAModule(nn.Module):
             logits = torch.bmm(self.logit_scale() * z_a, z_b.transpose(1, 2))
         else:
             logits = self.logit_scale() * self.similarity(z_a, z_b)
-        return batched_symmetric_info_nce(logits, y)
+        return symmetric_info_nce(logits, y)
 
     def sliced_directions(self, device=None) -> torch.Tensor:
         r"""This step's ``n_projections`` unit directions, shape=[L, d]: the cached scrambled
