@@ -51,135 +51,155 @@ typedef double v4f64u __attribute__((vector_size(32), aligned(8), may_alias));
  * for one problem: k iterations from u (in/out), v (out), w = u^T K (in when
  * have_w, out always), scratch: m values.
  */
-#define DEFINE_KERNEL(T, V, VU, L, NAME)                                                                          \
-    static inline __attribute__((always_inline)) T NAME##_hsum(V x)                                               \
-    {                                                                                                             \
-        T s = 0;                                                                                                  \
-        for (int l = 0; l < L; l++) s += x[l];                                                                    \
-        return s;                                                                                                 \
-    }                                                                                                             \
-                                                                                                                  \
-    /* d[r] = K_r . v for the 4 rows K0, K0 + ld, K0 + 2 ld, K0 + 3 ld */                                         \
-    static inline __attribute__((always_inline)) void NAME##_dot4(                                                \
-        const T *restrict K0, Py_ssize_t ld, const T *restrict v, Py_ssize_t m, T *d)                             \
-    {                                                                                                             \
-        const T *K1 = K0 + ld, *K2 = K1 + ld, *K3 = K2 + ld;                                                      \
-        V s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};                                                                 \
-        Py_ssize_t j = 0;                                                                                         \
-        for (; j + L <= m; j += L) {                                                                              \
-            const V x = *(const VU *)(v + j);                                                                     \
-            s0 += *(const VU *)(K0 + j) * x; s1 += *(const VU *)(K1 + j) * x;                                     \
-            s2 += *(const VU *)(K2 + j) * x; s3 += *(const VU *)(K3 + j) * x;                                     \
-        }                                                                                                         \
-        T d0 = NAME##_hsum(s0), d1 = NAME##_hsum(s1), d2 = NAME##_hsum(s2), d3 = NAME##_hsum(s3);                 \
-        for (; j < m; j++) {                                                                                      \
-            d0 += K0[j] * v[j]; d1 += K1[j] * v[j]; d2 += K2[j] * v[j]; d3 += K3[j] * v[j];                       \
-        }                                                                                                         \
-        d[0] = d0; d[1] = d1; d[2] = d2; d[3] = d3;                                                               \
-    }                                                                                                             \
-                                                                                                                  \
-    /* One sweep over the columns: w (+)= sum_r c[r] Kc_r (4 rows, already in cache) and,                         \
-     * when Kn is not NULL, d[r] = Kn_r . v for the next 4 rows (streamed from memory). */                        \
-    static inline __attribute__((always_inline)) void NAME##_fused(                                               \
-        T *restrict w, const T *restrict Kc, const T *restrict Kn, Py_ssize_t ld, const T *c,                     \
-        const T *restrict v, Py_ssize_t m, int init, T *d)                                                        \
-    {                                                                                                             \
-        const T *C1 = Kc + ld, *C2 = C1 + ld, *C3 = C2 + ld;                                                      \
-        const T c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3];                                                       \
-        Py_ssize_t j = 0;                                                                                         \
-        if (Kn == NULL) {                                                                                         \
-            for (; j + L <= m; j += L) {                                                                          \
-                V s = *(const VU *)(Kc + j) * c0 + *(const VU *)(C1 + j) * c1                                     \
-                    + *(const VU *)(C2 + j) * c2 + *(const VU *)(C3 + j) * c3;                                    \
-                if (!init) s += *(const VU *)(w + j);                                                             \
-                *(VU *)(w + j) = s;                                                                               \
-            }                                                                                                     \
-            for (; j < m; j++) {                                                                                  \
-                const T s = Kc[j] * c0 + C1[j] * c1 + C2[j] * c2 + C3[j] * c3;                                    \
-                w[j] = init ? s : w[j] + s;                                                                       \
-            }                                                                                                     \
-            return;                                                                                               \
-        }                                                                                                         \
-        const T *N1 = Kn + ld, *N2 = N1 + ld, *N3 = N2 + ld;                                                      \
-        V s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};                                                                 \
-        for (; j + L <= m; j += L) {                                                                              \
-            const V x = *(const VU *)(v + j);                                                                     \
-            s0 += *(const VU *)(Kn + j) * x; s1 += *(const VU *)(N1 + j) * x;                                     \
-            s2 += *(const VU *)(N2 + j) * x; s3 += *(const VU *)(N3 + j) * x;                                     \
-            V s = *(const VU *)(Kc + j) * c0 + *(const VU *)(C1 + j) * c1                                         \
-                + *(const VU *)(C2 + j) * c2 + *(const VU *)(C3 + j) * c3;                                        \
-            if (!init) s += *(const VU *)(w + j);                                                                 \
-            *(VU *)(w + j) = s;                                                                                   \
-        }                                                                                                         \
-        T d0 = NAME##_hsum(s0), d1 = NAME##_hsum(s1), d2 = NAME##_hsum(s2), d3 = NAME##_hsum(s3);                 \
-        for (; j < m; j++) {                                                                                      \
-            d0 += Kn[j] * v[j]; d1 += N1[j] * v[j]; d2 += N2[j] * v[j]; d3 += N3[j] * v[j];                       \
-            const T s = Kc[j] * c0 + C1[j] * c1 + C2[j] * c2 + C3[j] * c3;                                        \
-            w[j] = init ? s : w[j] + s;                                                                           \
-        }                                                                                                         \
-        d[0] = d0; d[1] = d1; d[2] = d2; d[3] = d3;                                                               \
-    }                                                                                                             \
-                                                                                                                  \
-    /* One row: returns K0 . v, then w (+)= (a_i / K0 . v) K0 into w; *u_i written. */                            \
-    static inline __attribute__((always_inline)) void NAME##_row(                                                 \
-        T *restrict w, const T *restrict K0, const T *restrict v, T ai, T *ui, Py_ssize_t m,                      \
-        int init, int update)                                                                                     \
-    {                                                                                                             \
-        Py_ssize_t j = 0;                                                                                         \
-        if (update) {                                                                                             \
-            V s0 = {0};                                                                                           \
-            for (; j + L <= m; j += L) s0 += *(const VU *)(K0 + j) * *(const VU *)(v + j);                        \
-            T d0 = NAME##_hsum(s0);                                                                               \
-            for (; j < m; j++) d0 += K0[j] * v[j];                                                                \
-            *ui = ai / d0;                                                                                        \
-        }                                                                                                         \
-        const T c0 = *ui;                                                                                         \
-        for (j = 0; j + L <= m; j += L) {                                                                         \
-            V s = *(const VU *)(K0 + j) * c0;                                                                     \
-            if (!init) s += *(const VU *)(w + j);                                                                 \
-            *(VU *)(w + j) = s;                                                                                   \
-        }                                                                                                         \
-        for (; j < m; j++) w[j] = init ? K0[j] * c0 : w[j] + K0[j] * c0;                                          \
-    }                                                                                                             \
-                                                                                                                  \
-    /* w = u^T K (one pass) */                                                                                    \
-    static inline __attribute__((always_inline)) void NAME##_colsums(                                             \
-        const T *restrict K, Py_ssize_t n, Py_ssize_t m, T *u, T *restrict w)                                     \
-    {                                                                                                             \
-        const Py_ssize_t n4 = n - n % 4;                                                                          \
-        for (Py_ssize_t i = 0; i < n4; i += 4) NAME##_fused(w, K + i * m, NULL, m, u + i, NULL, m, i == 0, NULL); \
-        for (Py_ssize_t i = n4; i < n; i++) NAME##_row(w, K + i * m, NULL, 0, u + i, m, i == 0, 0);               \
-        if (n == 0)                                                                                               \
-            for (Py_ssize_t j = 0; j < m; j++) w[j] = 0;                                                          \
-    }                                                                                                             \
-                                                                                                                  \
-    MULTIVERSION static void NAME(const T *restrict K, Py_ssize_t n, Py_ssize_t m,                                \
-                                  const T *restrict a, const T *restrict b, T *restrict u,                        \
-                                  T *restrict v, T *w, T *scratch, long k, int have_w)                            \
-    {                                                                                                             \
-        T *cur = w, *nxt = scratch;                                                                               \
-        const Py_ssize_t n4 = n - n % 4;                                                                          \
-        T d[4];                                                                                                   \
-        if (!have_w) NAME##_colsums(K, n, m, u, cur);                                                             \
-        for (long it = 0; it < k; it++) {                                                                         \
-            for (Py_ssize_t j = 0; j < m; j++) v[j] = b[j] / cur[j];                                              \
-            if (n4 > 0) {                                                                                         \
-                NAME##_dot4(K, m, v, m, d);                                                                       \
-                for (int r = 0; r < 4; r++) u[r] = a[r] / d[r];                                                   \
-            }                                                                                                     \
-            /* rows i..i+3 (cached) update w while rows i+4..i+7 stream in for their dot products */              \
-            for (Py_ssize_t i = 0; i < n4; i += 4) {                                                              \
-                const T *Kn = i + 4 < n4 ? K + (i + 4) * m : NULL;                                                \
-                NAME##_fused(nxt, K + i * m, Kn, m, u + i, v, m, i == 0, d);                                      \
-                if (Kn != NULL)                                                                                   \
-                    for (int r = 0; r < 4; r++) u[i + 4 + r] = a[i + 4 + r] / d[r];                               \
-            }                                                                                                     \
-            for (Py_ssize_t i = n4; i < n; i++) NAME##_row(nxt, K + i * m, v, a[i], u + i, m, i == 0, 1);         \
-            if (n == 0)                                                                                           \
-                for (Py_ssize_t j = 0; j < m; j++) nxt[j] = 0;                                                    \
-            T *tmp = cur; cur = nxt; nxt = tmp;                                                                   \
-        }                                                                                                         \
-        if (cur != w) memcpy(w, cur, (size_t)m * sizeof(T));                                                      \
+/* One step of NAME##_fused: 4 dot products (next rows) and the update of w (current rows). */
+#define SK_FUSED_STEP(V, VU, q)                                               \
+    {                                                                         \
+        const V x = *(const VU *)(v + (q));                                   \
+        s0 += *(const VU *)(Kn + (q)) * x; s1 += *(const VU *)(N1 + (q)) * x; \
+        s2 += *(const VU *)(N2 + (q)) * x; s3 += *(const VU *)(N3 + (q)) * x; \
+        V s = *(const VU *)(Kc + (q)) * c0 + *(const VU *)(C1 + (q)) * c1     \
+            + *(const VU *)(C2 + (q)) * c2 + *(const VU *)(C3 + (q)) * c3;    \
+        if (!init) s += *(const VU *)(w + (q));                               \
+        *(VU *)(w + (q)) = s;                                                 \
+    }
+
+#ifndef SK_PF
+#define SK_PF 1 /* software prefetch of the rows after the next ones */
+#endif
+
+#define DEFINE_KERNEL(T, V, VU, L, NAME)                                                                                \
+    static inline __attribute__((always_inline)) T NAME##_hsum(V x)                                                     \
+    {                                                                                                                   \
+        T s[L];                           /* pairwise: depth log2(L), not L - 1 */                                      \
+        memcpy(s, &x, sizeof(s));                                                                                       \
+        for (int h = L / 2; h >= 1; h /= 2)                                                                             \
+            for (int l = 0; l < h; l++) s[l] += s[l + h];                                                               \
+        return s[0];                                                                                                    \
+    }                                                                                                                   \
+                                                                                                                        \
+    /* d[r] = K_r . v for the 4 rows K0, K0 + ld, K0 + 2 ld, K0 + 3 ld */                                               \
+    static inline __attribute__((always_inline)) void NAME##_dot4(                                                      \
+        const T *restrict K0, Py_ssize_t ld, const T *restrict v, Py_ssize_t m, T *d)                                   \
+    {                                                                                                                   \
+        const T *K1 = K0 + ld, *K2 = K1 + ld, *K3 = K2 + ld;                                                            \
+        V s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};                                                                       \
+        Py_ssize_t j = 0;                                                                                               \
+        for (; j + L <= m; j += L) {                                                                                    \
+            const V x = *(const VU *)(v + j);                                                                           \
+            s0 += *(const VU *)(K0 + j) * x; s1 += *(const VU *)(K1 + j) * x;                                           \
+            s2 += *(const VU *)(K2 + j) * x; s3 += *(const VU *)(K3 + j) * x;                                           \
+        }                                                                                                               \
+        T d0 = NAME##_hsum(s0), d1 = NAME##_hsum(s1), d2 = NAME##_hsum(s2), d3 = NAME##_hsum(s3);                       \
+        for (; j < m; j++) {                                                                                            \
+            d0 += K0[j] * v[j]; d1 += K1[j] * v[j]; d2 += K2[j] * v[j]; d3 += K3[j] * v[j];                             \
+        }                                                                                                               \
+        d[0] = d0; d[1] = d1; d[2] = d2; d[3] = d3;                                                                     \
+    }                                                                                                                   \
+                                                                                                                        \
+    /* One sweep over the columns: w (+)= sum_r c[r] Kc_r (4 rows, already in cache) and,                               \
+     * when Kn is not NULL, d[r] = Kn_r . v for the next 4 rows (streamed from memory). */                              \
+    static inline __attribute__((always_inline)) void NAME##_fused(                                                     \
+        T *restrict w, const T *restrict Kc, const T *restrict Kn, Py_ssize_t ld, const T *c,                           \
+        const T *restrict v, Py_ssize_t m, int init, T *d, const T *pf)                                                 \
+    {                                                                                                                   \
+        const T *C1 = Kc + ld, *C2 = C1 + ld, *C3 = C2 + ld;                                                            \
+        const T c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3];                                                             \
+        Py_ssize_t j = 0;                                                                                               \
+        if (Kn == NULL) {                                                                                               \
+            for (; j + L <= m; j += L) {                                                                                \
+                V s = *(const VU *)(Kc + j) * c0 + *(const VU *)(C1 + j) * c1                                           \
+                    + *(const VU *)(C2 + j) * c2 + *(const VU *)(C3 + j) * c3;                                          \
+                if (!init) s += *(const VU *)(w + j);                                                                   \
+                *(VU *)(w + j) = s;                                                                                     \
+            }                                                                                                           \
+            for (; j < m; j++) {                                                                                        \
+                const T s = Kc[j] * c0 + C1[j] * c1 + C2[j] * c2 + C3[j] * c3;                                          \
+                w[j] = init ? s : w[j] + s;                                                                             \
+            }                                                                                                           \
+            return;                                                                                                     \
+        }                                                                                                               \
+        const T *N1 = Kn + ld, *N2 = N1 + ld, *N3 = N2 + ld;                                                            \
+        V s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};                                                                       \
+        if (pf != NULL) /* the 4 rows after the next ones: one cache line of each per 2 steps */                        \
+            for (; j + 2 * L <= m; j += 2 * L) {                                                                        \
+                __builtin_prefetch(pf + j, 0, 3); __builtin_prefetch(pf + ld + j, 0, 3);                                \
+                __builtin_prefetch(pf + 2 * ld + j, 0, 3); __builtin_prefetch(pf + 3 * ld + j, 0, 3);                   \
+                SK_FUSED_STEP(V, VU, j)                                                                                 \
+                SK_FUSED_STEP(V, VU, j + L)                                                                             \
+            }                                                                                                           \
+        for (; j + L <= m; j += L) SK_FUSED_STEP(V, VU, j)                                                              \
+        T d0 = NAME##_hsum(s0), d1 = NAME##_hsum(s1), d2 = NAME##_hsum(s2), d3 = NAME##_hsum(s3);                       \
+        for (; j < m; j++) {                                                                                            \
+            d0 += Kn[j] * v[j]; d1 += N1[j] * v[j]; d2 += N2[j] * v[j]; d3 += N3[j] * v[j];                             \
+            const T s = Kc[j] * c0 + C1[j] * c1 + C2[j] * c2 + C3[j] * c3;                                              \
+            w[j] = init ? s : w[j] + s;                                                                                 \
+        }                                                                                                               \
+        d[0] = d0; d[1] = d1; d[2] = d2; d[3] = d3;                                                                     \
+    }                                                                                                                   \
+                                                                                                                        \
+    /* One row: returns K0 . v, then w (+)= (a_i / K0 . v) K0 into w; *u_i written. */                                  \
+    static inline __attribute__((always_inline)) void NAME##_row(                                                       \
+        T *restrict w, const T *restrict K0, const T *restrict v, T ai, T *ui, Py_ssize_t m,                            \
+        int init, int update)                                                                                           \
+    {                                                                                                                   \
+        Py_ssize_t j = 0;                                                                                               \
+        if (update) {                                                                                                   \
+            V s0 = {0};                                                                                                 \
+            for (; j + L <= m; j += L) s0 += *(const VU *)(K0 + j) * *(const VU *)(v + j);                              \
+            T d0 = NAME##_hsum(s0);                                                                                     \
+            for (; j < m; j++) d0 += K0[j] * v[j];                                                                      \
+            *ui = ai / d0;                                                                                              \
+        }                                                                                                               \
+        const T c0 = *ui;                                                                                               \
+        for (j = 0; j + L <= m; j += L) {                                                                               \
+            V s = *(const VU *)(K0 + j) * c0;                                                                           \
+            if (!init) s += *(const VU *)(w + j);                                                                       \
+            *(VU *)(w + j) = s;                                                                                         \
+        }                                                                                                               \
+        for (; j < m; j++) w[j] = init ? K0[j] * c0 : w[j] + K0[j] * c0;                                                \
+    }                                                                                                                   \
+                                                                                                                        \
+    /* w = u^T K (one pass) */                                                                                          \
+    static inline __attribute__((always_inline)) void NAME##_colsums(                                                   \
+        const T *restrict K, Py_ssize_t n, Py_ssize_t m, T *u, T *restrict w)                                           \
+    {                                                                                                                   \
+        const Py_ssize_t n4 = n - n % 4;                                                                                \
+        for (Py_ssize_t i = 0; i < n4; i += 4) NAME##_fused(w, K + i * m, NULL, m, u + i, NULL, m, i == 0, NULL, NULL); \
+        for (Py_ssize_t i = n4; i < n; i++) NAME##_row(w, K + i * m, NULL, 0, u + i, m, i == 0, 0);                     \
+        if (n == 0)                                                                                                     \
+            for (Py_ssize_t j = 0; j < m; j++) w[j] = 0;                                                                \
+    }                                                                                                                   \
+                                                                                                                        \
+    MULTIVERSION static void NAME(const T *restrict K, Py_ssize_t n, Py_ssize_t m,                                      \
+                                  const T *restrict a, const T *restrict b, T *restrict u,                              \
+                                  T *restrict v, T *w, T *scratch, long k, int have_w)                                  \
+    {                                                                                                                   \
+        T *cur = w, *nxt = scratch;                                                                                     \
+        const Py_ssize_t n4 = n - n % 4;                                                                                \
+        /* beyond the L2 cache, prefetch the rows after the next ones (in cache it only costs) */                       \
+        const int pf = SK_PF && (size_t)n * (size_t)m * sizeof(T) > ((size_t)1 << 20);                                  \
+        T d[4];                                                                                                         \
+        if (!have_w) NAME##_colsums(K, n, m, u, cur);                                                                   \
+        for (long it = 0; it < k; it++) {                                                                               \
+            for (Py_ssize_t j = 0; j < m; j++) v[j] = b[j] / cur[j];                                                    \
+            if (n4 > 0) {                                                                                               \
+                NAME##_dot4(K, m, v, m, d);                                                                             \
+                for (int r = 0; r < 4; r++) u[r] = a[r] / d[r];                                                         \
+            }                                                                                                           \
+            /* rows i..i+3 (cached) update w while rows i+4..i+7 stream in for their dot products */                    \
+            for (Py_ssize_t i = 0; i < n4; i += 4) {                                                                    \
+                const T *Kn = i + 4 < n4 ? K + (i + 4) * m : NULL;                                                      \
+                NAME##_fused(nxt, K + i * m, Kn, m, u + i, v, m, i == 0, d,                                             \
+                              pf && i + 8 < n4 ? K + (i + 8) * m : NULL);                                               \
+                if (Kn != NULL)                                                                                         \
+                    for (int r = 0; r < 4; r++) u[i + 4 + r] = a[i + 4 + r] / d[r];                                     \
+            }                                                                                                           \
+            for (Py_ssize_t i = n4; i < n; i++) NAME##_row(nxt, K + i * m, v, a[i], u + i, m, i == 0, 1);               \
+            if (n == 0)                                                                                                 \
+                for (Py_ssize_t j = 0; j < m; j++) nxt[j] = 0;                                                          \
+            T *tmp = cur; cur = nxt; nxt = tmp;                                                                         \
+        }                                                                                                               \
+        if (cur != w) memcpy(w, cur, (size_t)m * sizeof(T));                                                            \
     }
 
 #if defined(__GNUC__) && !defined(__clang__)

@@ -57,7 +57,7 @@ def _assert_plans_equal(P, Q, dtype):
 
 @needs_kernel
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("n, m", [(60, 60), (37, 81), (81, 5), (1, 7), (6, 1)])
+@pytest.mark.parametrize("n, m", [(60, 60), (37, 81), (81, 5), (1, 7), (6, 1), (603, 601)])  # last: > 1 MB, prefetching
 def test_fixed_iterations_match_fallback_and_pot(rng, monkeypatch, dtype, n, m):
     a, b, C = _problem(rng, n, m, dtype)
     run = lambda: sinkhorn(a, b, C, 0.05, max_iter=57, tol=0.0)

@@ -37,8 +37,10 @@ Shapes follow torch's batched products: kernels ``[B, n, m]``, scalings as row
 vectors ``u`` [B, 1, n], ``v`` [B, 1, m] (torch's and NumPy's row-vector x
 matrix products are several times faster on the CPU than matrix x column
 ones).  Everything is device-generic; on the CPU, where reading a value waits
-for nothing, :func:`scaling_iterations` runs NumPy BLAS on views of the same
-memory (the *host fast path*).
+for nothing, :func:`scaling_iterations` runs on host memory (the *host fast
+path*): the optional compiled kernel ``geoalign._sinkhorn`` (one pass over
+the kernel per iteration, :func:`compiled_iterations`) where it is built,
+NumPy's BLAS on views of the same memory otherwise.
 """
 from __future__ import annotations
 
@@ -166,13 +168,15 @@ def scaling_iterations(u, K, at, bt, k, *, v=None, omega=1.0, floor=None, host=N
 
     Notes
     -----
-    Each iteration reads the kernel twice (the memory-bandwidth floor of two
-    passes).  On the CPU (:func:`host_fast`), float32/float64 products go
-    through NumPy's BLAS on views of the same memory (no copy): its vector x
-    matrix kernels ran 1.3-1.7x faster than torch's batched products here,
-    and batches of small problems run chunk by chunk from cache (3-4x faster
-    than streaming the whole batch every iteration); see the ``sinkhorn``
-    benchmark of benchmarks/run.py.  Non-finite values are left to the caller
+    On the CPU (:func:`host_fast`), plain iterations (``omega=1``, no
+    ``floor``) run in the compiled kernel ``geoalign._sinkhorn`` where it is
+    built (:func:`compiled_iterations`: one pass over the kernel per
+    iteration).  Otherwise each iteration reads the kernel twice, and on the
+    CPU float32/float64 products go through NumPy's BLAS on views of the
+    same memory (no copy): its vector x matrix kernels ran 1.3-1.7x faster
+    than torch's batched products here, and batches of small problems run
+    chunk by chunk from cache (3-4x faster than streaming the whole batch
+    every iteration); see the ``sinkhorn`` benchmark of benchmarks/run.py.  Non-finite values are left to the caller
     to check.
     """
     if host_fast(K) if host is None else host:
@@ -272,7 +276,9 @@ def solve(a, b, C, eps, max_iter, tol, check_every=10, eps_scaling=None, init=No
     Between two absorptions the iterations run on the absorbed kernel
     :math:`\tilde K_{ij} = e^{(\alpha_i + \beta_j - C_{ij})/\varepsilon}` as
     matrix-vector products (Schmitzer 2019): in exact arithmetic the iterates
-    of :func:`log_iterations`, one BLAS pass per half-step.  Every
+    of :func:`log_iterations`, one BLAS pass per half-step (on the CPU with
+    the compiled kernel: one pass per iteration, and the column sums
+    :math:`u^\top K` it returns serve the marginal check).  Every
     ``check_every`` iterations the scalings are checked (one host
     synchronisation): absorbed into the potentials when they leave
     :math:`[e^{-\tau}, e^{\tau}]`, and a block that under/overflowed is rolled back
