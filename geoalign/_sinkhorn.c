@@ -16,10 +16,14 @@
  * returned by the previous call), and on return w = u^T K for the final u,
  * which is what the column marginal v * (u^T K) of the caller's check needs.
  *
- * Rows are processed four at a time: the four dot products share the loads
- * of v, the four updates of w share its loads and stores.  Arithmetic and
- * accumulation are in the working dtype (float32 or float64), with 2 x LANES
- * partial sums per dot product (the order of the sums differs from BLAS: the
+ * Rows are processed four at a time, software-pipelined: one sweep over the
+ * columns adds u_i K_i. of the four current rows (already in cache, their
+ * u_i known) to w and computes the dot products K_i. v of the next four rows
+ * (streamed from memory), so the loads of v and w are shared by four rows and
+ * the memory stream never waits for a division.  Beyond 1 MB of kernel the
+ * four rows after those are prefetched.  Arithmetic and accumulation are in
+ * the working dtype (float32 or float64), one SIMD register of partial sums
+ * per dot product, summed pairwise (the order of the sums differs from BLAS:
  * results agree to rounding).  Batches [B, n, m] are solved one problem after
  * the other, each for all k iterations, so a problem's kernel stays in cache
  * across its iterations.  Non-finite values are not checked here (the caller
