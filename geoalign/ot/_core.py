@@ -37,8 +37,10 @@ Shapes follow torch's batched products: kernels ``[B, n, m]``, scalings as row
 vectors ``u`` [B, 1, n], ``v`` [B, 1, m] (torch's and NumPy's row-vector x
 matrix products are several times faster on the CPU than matrix x column
 ones).  Everything is device-generic; on the CPU, where reading a value waits
-for nothing, :func:`scaling_iterations` runs NumPy BLAS on views of the same
-memory (the *host fast path*).
+for nothing, :func:`scaling_iterations` runs on host memory (the *host fast
+path*): the optional compiled kernel ``geoalign._sinkhorn`` (one pass over
+the kernel per iteration, :func:`compiled_iterations`) where it is built,
+NumPy's BLAS on views of the same memory otherwise.
 """
 from __future__ import annotations
 
@@ -46,6 +48,11 @@ import math
 
 import numpy as np
 import torch
+
+try:  # optional compiled kernel: one pass over K per iteration (built where a C compiler exists)
+    from .. import _sinkhorn as _compiled
+except ImportError:  # pragma: no cover - depends on the build
+    _compiled = None
 
 __all__: list[str] = []
 
@@ -161,13 +168,15 @@ def scaling_iterations(u, K, at, bt, k, *, v=None, omega=1.0, floor=None, host=N
 
     Notes
     -----
-    Each iteration reads the kernel twice (the memory-bandwidth floor of two
-    passes).  On the CPU (:func:`host_fast`), float32/float64 products go
-    through NumPy's BLAS on views of the same memory (no copy): its vector x
-    matrix kernels ran 1.3-1.7x faster than torch's batched products here,
-    and batches of small problems run chunk by chunk from cache (3-4x faster
-    than streaming the whole batch every iteration); see the ``sinkhorn``
-    benchmark of benchmarks/run.py.  Non-finite values are left to the caller
+    On the CPU (:func:`host_fast`), plain iterations (``omega=1``, no
+    ``floor``) run in the compiled kernel ``geoalign._sinkhorn`` where it is
+    built (:func:`compiled_iterations`: one pass over the kernel per
+    iteration).  Otherwise each iteration reads the kernel twice, and on the
+    CPU float32/float64 products go through NumPy's BLAS on views of the
+    same memory (no copy): its vector x matrix kernels ran 1.3-1.7x faster
+    than torch's batched products here, and batches of small problems run
+    chunk by chunk from cache (3-4x faster than streaming the whole batch
+    every iteration); see the ``sinkhorn`` benchmark of benchmarks/run.py.  Non-finite values are left to the caller
     to check.
     """
     if host_fast(K) if host is None else host:
@@ -184,7 +193,33 @@ def scaling_iterations(u, K, at, bt, k, *, v=None, omega=1.0, floor=None, host=N
     return u, v
 
 
+def compiled_iterations(u, K, at, bt, k, uK=None):
+    r"""``k`` plain iterations (``omega=1``) in the compiled kernel ``geoalign._sinkhorn``.
+
+    One pass over each kernel per iteration: the column sums :math:`u^\top K`
+    of the next column update are accumulated while the row update runs.
+    Same shapes as :func:`scaling_iterations` (CPU, float32/float64); ``uK``
+    [B, 1, m], optional, is :math:`u^\top K` for the given ``u`` (saves one
+    pass).  Returns ``u, v, uK`` with ``uK`` :math:`= u^\top K` for the returned
+    ``u`` (the caller's column marginal is ``v * uK``).  Arithmetic in the
+    working dtype.  Non-finite values are left to the caller to check.
+    """
+    Kn = np.ascontiguousarray(K.numpy())
+    B, n, m = Kn.shape
+    dt = Kn.dtype
+    an = np.ascontiguousarray(at.numpy().reshape(-1, n), dtype=dt)
+    bn = np.ascontiguousarray(bt.numpy().reshape(-1, m), dtype=dt)
+    un = np.array(np.broadcast_to(u.numpy().reshape(-1, n), (B, n)), dtype=dt)  # a copy: overwritten
+    vn = np.empty((B, m), dt)
+    wn = np.empty((B, m), dt) if uK is None else np.array(uK.numpy().reshape(B, m), dtype=dt)
+    _compiled.iterate(Kn, an, bn, un, vn, wn, int(k), uK is not None)
+    return (torch.from_numpy(un).reshape(B, 1, n), torch.from_numpy(vn).reshape(B, 1, m),
+            torch.from_numpy(wn).reshape(B, 1, m))
+
+
 def _host_scaling_iterations(u, K, at, bt, k, v, omega, floor):
+    if _compiled is not None and omega == 1 and floor is None:
+        return compiled_iterations(u, K, at, bt, k)[:2]
     Kn, an, bn, u0 = K.numpy(), at.numpy(), bt.numpy(), u.numpy()
     v0 = None if omega == 1 else (np.ones((Kn.shape[0], 1, Kn.shape[2]), Kn.dtype)
                                   if v is None else v.numpy())
@@ -241,7 +276,9 @@ def solve(a, b, C, eps, max_iter, tol, check_every=10, eps_scaling=None, init=No
     Between two absorptions the iterations run on the absorbed kernel
     :math:`\tilde K_{ij} = e^{(\alpha_i + \beta_j - C_{ij})/\varepsilon}` as
     matrix-vector products (Schmitzer 2019): in exact arithmetic the iterates
-    of :func:`log_iterations`, one BLAS pass per half-step.  Every
+    of :func:`log_iterations`, one BLAS pass per half-step (on the CPU with
+    the compiled kernel: one pass per iteration, and the column sums
+    :math:`u^\top K` it returns serve the marginal check).  Every
     ``check_every`` iterations the scalings are checked (one host
     synchronisation): absorbed into the potentials when they leave
     :math:`[e^{-\tau}, e^{\tau}]`, and a block that under/overflowed is rolled back
@@ -299,8 +336,9 @@ def solve(a, b, C, eps, max_iter, tol, check_every=10, eps_scaling=None, init=No
 
     n_iter = 0
     err = math.inf
-    resume = None  # (kernel, u, v) the first stage starts from
+    resume = None  # (kernel, u, v, uK) the first stage starts from
     host = host_fast(C)
+    one_pass = host and _compiled is not None  # compiled iterations, u^T K carried along
     if init is None and not host:  # one exact iteration: no host synchronisation
         alpha, beta = log_iterations(alpha, beta, C, schedule[0], loga, logb, 1)
         n_iter = 1
@@ -309,11 +347,14 @@ def solve(a, b, C, eps, max_iter, tol, check_every=10, eps_scaling=None, init=No
         # iterate, one matrix-vector pass per half-step); only if a column or a row of
         # that kernel under/overflows, the exact log-sum-exp iteration instead.
         K = absorbed_kernel(alpha, beta, C, schedule[0], tau)
-        u, v = scaling_iterations(torch.ones_like(at), K, at, bt, 1)
+        if one_pass:
+            u, v, uK = compiled_iterations(torch.ones_like(at), K, at, bt, 1)
+        else:
+            (u, v), uK = scaling_iterations(torch.ones_like(at), K, at, bt, 1), None
         ok = torch.isfinite(u).all() & torch.isfinite(v).all()
         ok &= ~(((u <= tiny) & (at > 0)).any() | ((v <= tiny) & (bt > 0)).any())
         if bool(ok):
-            resume = (K, u, v)
+            resume = (K, u, v, uK)
         else:
             alpha, beta = log_iterations(alpha, beta, C, schedule[0], loga, logb, 1)
         n_iter = 1
@@ -322,11 +363,12 @@ def solve(a, b, C, eps, max_iter, tol, check_every=10, eps_scaling=None, init=No
         final = stage == len(schedule) - 1
         budget = max_iter - n_iter if final else min(check_every, max_iter - n_iter)
         if resume is not None:
-            (K, u, v), resume = resume, None
+            (K, u, v, uK), resume = resume, None
         else:
             K = absorbed_kernel(alpha, beta, C, e, tau)
             u = torch.ones_like(at)
             v = torch.ones_like(bt)
+            uK = None  # u^T K for the current u and K, when known (from the compiled kernel)
         done = 0
         while done < budget and tol == 0 and final and not host:  # fixed: stay on the device
             k = min(check_every, budget - done)
@@ -341,11 +383,18 @@ def solve(a, b, C, eps, max_iter, tol, check_every=10, eps_scaling=None, init=No
         while done < budget:
             k = min(check_every, budget - done)
             u0, v0 = u, v
-            u, v = scaling_iterations(u, K, at, bt, k)
-            # The column marginal costs one more pass over K: only where it is used (a
-            # tolerance to test, or the error after the last block).
+            if one_pass:  # one pass over K per iteration; returns u^T K for the final u
+                u, v, uK = compiled_iterations(u, K, at, bt, k, uK)
+            else:
+                u, v = scaling_iterations(u, K, at, bt, k)
+            # The column marginal costs one more pass over K (none after the compiled
+            # kernel): only where it is used (a tolerance to test, or the error after
+            # the last block).
             measure = final and (tol > 0 or done + k >= budget)
-            col = v * (u @ K) if measure else bt  # column marginal of diag(u) K diag(v)
+            if measure:  # column marginal of diag(u) K diag(v)
+                col = v * (uK if one_pass else u @ K)
+            else:
+                col = bt
             bad_u = ~torch.isfinite(u) | ((u <= tiny) & (at > 0))
             bad_v = ~torch.isfinite(v) | ((v <= tiny) & (bt > 0)) | ~torch.isfinite(col)
             lu = torch.log(u.clamp_min(tiny)).abs().masked_fill(at == 0, 0)
@@ -363,6 +412,7 @@ def solve(a, b, C, eps, max_iter, tol, check_every=10, eps_scaling=None, init=No
                 K = absorbed_kernel(alpha, beta, C, e, tau)
                 u = torch.ones_like(at)
                 v = torch.ones_like(bt)
+                uK = None
                 err = float((K.sum(1) - b).abs().sum(1).max())
             else:
                 err = stats[2] if measure else err
@@ -372,6 +422,7 @@ def solve(a, b, C, eps, max_iter, tol, check_every=10, eps_scaling=None, init=No
                     K = absorbed_kernel(alpha, beta, C, e, tau)
                     u = torch.ones_like(at)
                     v = torch.ones_like(bt)
+                    uK = None
             done += k
             n_iter += k
             if final and err <= tol:

@@ -28,8 +28,12 @@ block is rolled back and redone with exact log-sum-exp updates.  With ``tol=0``
 scalings are absorbed on the device after every block, whatever their size,
 and their denominators are floored at the smallest normal number instead of
 being rolled back.  On the CPU, where reading a value waits for nothing, the
-fixed-iteration solve runs the checked loop instead (NumPy-BLAS products, no
-kernel rebuilt per block: faster there).
+fixed-iteration solve runs the checked loop instead (no kernel rebuilt per
+block: faster there), and for NumPy or CPU tensors in float32/float64 the
+iterations run in the optional compiled kernel ``geoalign._sinkhorn``: one
+pass over the kernel per iteration, the column sums :math:`u^\top K` of the
+next update accumulated during the row update (NumPy's BLAS, two passes, when
+the extension is not built; the same iterates up to rounding).
 """
 from __future__ import annotations
 
