@@ -76,21 +76,23 @@ static Py_ssize_t select_block(const float *restrict g, Py_ssize_t rows, Py_ssiz
 #endif
 
 typedef double v8f64 __attribute__((vector_size(64)));
+typedef float v8f32 __attribute__((vector_size(32)));
 
-/* Load 8 coordinates starting at k (n <= 8 of them valid, the rest 0) as doubles. */
-#define LOAD8(NAME, T)                                                                     \
+/* Load 8 coordinates starting at p (n of them valid, the rest 0) as doubles (exact). */
+#define LOAD8(NAME, T, VT)                                                                 \
     static inline __attribute__((always_inline)) v8f64 NAME(const T *p, Py_ssize_t n)      \
     {                                                                                      \
-        v8f64 v = {0, 0, 0, 0, 0, 0, 0, 0};                                                \
         if (n >= 8) {                                                                      \
-            for (int r = 0; r < 8; r++) v[r] = (double)p[r];                               \
-        } else {                                                                           \
-            for (int r = 0; r < n; r++) v[r] = (double)p[r];                               \
+            VT w;                                                                          \
+            memcpy(&w, p, sizeof w); /* unaligned vector load */                           \
+            return __builtin_convertvector(w, v8f64);                                      \
         }                                                                                  \
+        v8f64 v = {0, 0, 0, 0, 0, 0, 0, 0};                                                \
+        for (int r = 0; r < n; r++) v[r] = (double)p[r];                                   \
         return v;                                                                          \
     }
-LOAD8(load_f32, float)
-LOAD8(load_f64, double)
+LOAD8(load_f32, float, v8f32)
+LOAD8(load_f64, double, v8f64)
 
 
 #define DEFINE_SQDIST(NAME, TX, TY, LX, LY)                                                \

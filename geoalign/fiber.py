@@ -61,7 +61,7 @@ mask of the same shape are reused (one pair per worker thread on the CPU; with
 the compiled kernel, an index buffer for the hits of one block replaces the mask).
 ``memory_budget`` (bytes, default 256 MiB) bounds all these buffers together
 and the float64 candidate recomputation; the default block shape is also kept
-moderate on the CPU (1024 x 1024) so that each buffer stays in the L3 cache.
+moderate on the CPU (1024 x 512) so that each buffer stays in cache.
 Outputs (pairs and distances) are of course proportional to
 :math:`N(\varepsilon)`: :func:`fiber_product` refuses (``max_pairs``, default
 from the available memory) a join whose pairs would not fit, estimating the
@@ -143,6 +143,7 @@ __all__ = [
 METRICS = ("euclidean", "cosine", "geodesic")
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes for the distance block + mask + recomputation
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # row dtypes the compiled kernels read
 _U32 = 2.0**-24  # float32 unit roundoff
 _U64 = 2.0**-53
 _TINY32 = 2.0**-149  # float32 subnormal spacing: absolute error of an underflowing operation
@@ -154,10 +155,12 @@ _SAFE_LO = 2.0**-400
 # time): blocks of 1024 x 1024 run the GEMM at 1.06x the time of one unblocked GEMM,
 # 256 x 2048 at 1.20x (short row blocks repack the column panel too often); the compare
 # then reads the block from L2/L3, which costs less than the GEMM lost to small blocks.
-# With the compiled pass (same problem, block GEMM + select, 1 thread, CPU time against
-# 0.50 s for one unblocked GEMM): 1024 x 1024 0.523 s, 512 x 1024 0.530 s, 256 x 1024
-# 0.555 s, 512 x 512 0.536 s, 2048 x 512 0.544 s, 1024 x 2048 0.529 s.
-_CPU_BLOCK = (1024, 1024)
+# With the compiled pass (same problem, block GEMM + select, 1 thread, best CPU time of 5
+# interleaved runs over one unblocked GEMM, machine shared, load average ~4.8):
+# 1024 x 512 1.025x, 1536 x 512 1.023x, 2048 x 512 1.035x, 768 x 512 1.036x, 1024 x 256
+# 1.047x, 512 x 512 1.061x, 1024 x 1024 1.064-1.087x, 2048 x 2048 1.108x: a column panel
+# of 512 rows of Y (512 KB at d = 256) and a 2 MB block stay in the L2 / L3 cache.
+_CPU_BLOCK = (1024, 512)
 
 
 # --------------------------------------------------------------------------- results
@@ -472,6 +475,11 @@ def _sq_norms64(t: torch.Tensor) -> torch.Tensor:
     """Squared row norms accumulated in float64 (NumPy on CPU: single pass, no thread barriers)."""
     if t.device.type == "cpu":
         a = t.numpy()
+        if _fiber is not None and a.dtype in _FLOATS:  # compiled: no float64 copy of the rows
+            out = np.empty(a.shape[0], dtype=np.float64)
+            _fiber.sqdist(a, np.zeros((1, a.shape[1]), a.dtype), np.arange(a.shape[0], dtype=np.int64),
+                          np.zeros(a.shape[0], dtype=np.int64), out)
+            return torch.from_numpy(out)
         a64 = a if a.dtype == np.float64 else a.astype(np.float64)
         return torch.from_numpy(np.einsum("ij,ij->i", a64, a64))
     t64 = t.to(torch.float64)
@@ -638,7 +646,6 @@ def _exact_distances(prep: _Prepared, ii: torch.Tensor, jj: torch.Tensor, chunk:
     return out
 
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _LANES = 8  # partial sums of the squared differences (the order _fiber.sqdist uses too)
 
 
@@ -776,6 +783,44 @@ def _scan(prep: _Prepared, sq_threshold: float, block_size, memory_budget: int, 
             abort.set()
             raise
 
+    def _fused_row_block(r0: int, r1: int, xs: torch.Tensor, thr: np.ndarray) -> list:
+        # g = <x, y> per block; one compiled pass over it while it is in cache selects
+        # ||y||^2 - 2 g <= thr (the epilogue of torch.addmm, same roundings).  The candidates
+        # of consecutive column blocks are recomputed together (fewer, larger calls), at most
+        # `chunk` pairs plus one block's hits at a time.
+        rb, kept, pend_i, pend_j, pending = r1 - r0, [], [], [], 0
+
+        def flush():
+            ii, jj = torch.from_numpy(np.concatenate(pend_i)), torch.from_numpy(np.concatenate(pend_j))
+            pend_i.clear()
+            pend_j.clear()
+            kept.append(reduce_block(ii, jj, _exact_distances(prep, ii, jj, chunk)))
+
+        for c0 in range(0, m, by):
+            if abort.is_set():
+                break
+            c1 = min(m, c0 + by)
+            cb = c1 - c0
+            g = local.buf[: rb * cb].view(rb, cb)
+            torch.mm(xs, fy[c0:c1].T, out=g)
+            k = _fiber.select(g.numpy(), ny_np[c0:c1], thr, local.hits)
+            if k > local.hits.shape[0]:  # more hits than room: grow, select again
+                local.hits = np.empty(1 << (k - 1).bit_length(), dtype=np.int64)
+                _fiber.select(g.numpy(), ny_np[c0:c1], thr, local.hits)
+            if k:
+                ii, jj = np.divmod(local.hits[:k], cb)
+                ii += r0
+                jj += c0
+                pend_i.append(ii)
+                pend_j.append(jj)
+                pending += k
+                if pending >= chunk:
+                    flush()
+                    pending = 0
+        if pending and not abort.is_set():
+            flush()
+        return kept
+
     def _run_row_block(r0: int) -> list:
         if not hasattr(local, "buf"):
             local.buf = torch.empty(bx * by, dtype=prep.filt_x.dtype, device=prep.device)
@@ -788,6 +833,8 @@ def _scan(prep: _Prepared, sq_threshold: float, block_size, memory_budget: int, 
         xs = prep.filt_x[r0:r1]
         thr = _filter_row_thresholds(prep, sq_threshold, slice(r0, r1))
         thr_np = thr.numpy() if on_cpu else None
+        if fused:
+            return _fused_row_block(r0, r1, xs, thr_np[:, 0])
         kept = []
         for c0 in range(0, m, by):
             if abort.is_set():
@@ -795,20 +842,6 @@ def _scan(prep: _Prepared, sq_threshold: float, block_size, memory_budget: int, 
             c1 = min(m, c0 + by)
             cb = c1 - c0
             g = buf[: rb * cb].view(rb, cb)
-            if fused:
-                # g = <x, y>; one compiled pass over the block while it is in cache selects
-                # ||y||^2 - 2 g <= thr (the epilogue of the addmm below, same roundings)
-                torch.mm(xs, fy[c0:c1].T, out=g)
-                k = _fiber.select(g.numpy(), ny_np[c0:c1], thr_np[:, 0], local.hits)
-                if k > local.hits.shape[0]:  # more hits than room: grow, select again
-                    local.hits = np.empty(1 << (k - 1).bit_length(), dtype=np.int64)
-                    _fiber.select(g.numpy(), ny_np[c0:c1], thr_np[:, 0], local.hits)
-                if k == 0:
-                    continue
-                flat = local.hits[:k]
-                ii, jj = torch.from_numpy(flat // cb + r0), torch.from_numpy(flat % cb + c0)
-                kept.append(reduce_block(ii, jj, _exact_distances(prep, ii, jj, chunk)))
-                continue
             mk = mask[: rb * cb].view(rb, cb)
             # g = ||y||^2 - 2 <x, y>  (the GEMM with the column norms fused in)
             torch.addmm(ny[c0:c1], xs, fy[c0:c1].T, beta=1, alpha=-2, out=g)
