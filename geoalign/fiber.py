@@ -487,7 +487,10 @@ def _sq_norms64(t: torch.Tensor) -> torch.Tensor:
 
 
 def _max_abs(t: torch.Tensor) -> float:
-    return float(t.abs().max()) if t.numel() else 0.0
+    if not t.numel():
+        return 0.0
+    lo, hi = torch.aminmax(t)  # one pass, no |t| temporary
+    return max(-float(lo), float(hi))
 
 
 def _out_of_range(a):
