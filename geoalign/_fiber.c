@@ -16,12 +16,11 @@
  *   caller whose out was too short grows it and calls again.
  *
  * - sqdist(ex, ey, ii, jj, out): out[p] = sum_k (ex[ii[p], k] - ey[jj[p], k])^2
- *   in float64, rows float32 or float64 (converted exactly).  The summation order
- *   is fixed so that NumPy can reproduce it bit for bit (geoalign.fiber's fallback):
- *   eight lanes, lane r summing the squares of coordinates k = r, r+8, r+16, ...
- *   in increasing k, then (s0+s4, s1+s5, s2+s6, s3+s7), then (t0+t2, t1+t3), then
- *   u0+u1.  Built with -ffp-contract=off: every product and sum rounds exactly as
- *   NumPy's do.
+ *   in float64, rows float32 or float64 (converted exactly), summed in NumPy's
+ *   pairwise order, so that out equals np.add.reduce(diff * diff, axis=1) (and its
+ *   square root np.linalg.norm(x - y)) bit for bit: geoalign.fiber's fallback and
+ *   the brute-force references agree with it exactly.  Built with -ffp-contract=off:
+ *   every product and sum rounds exactly as NumPy's do.
  *
  * GCC vector extensions; on x86-64 with GCC, function multi-versioning picks AVX-512
  * or AVX2 at run time.  The GIL is released (geoalign.fiber runs row blocks on
@@ -76,50 +75,61 @@ static Py_ssize_t select_block(const float *restrict g, Py_ssize_t rows, Py_ssiz
 #endif
 
 typedef double v8f64 __attribute__((vector_size(64)));
-typedef float v8f32 __attribute__((vector_size(32)));
 
-/* Load 8 coordinates starting at p (n of them valid, the rest 0) as doubles (exact). */
-#define LOAD8(NAME, T, VT)                                                                 \
-    static inline __attribute__((always_inline)) v8f64 NAME(const T *p, Py_ssize_t n)      \
-    {                                                                                      \
-        if (n >= 8) {                                                                      \
-            VT w;                                                                          \
-            memcpy(&w, p, sizeof w); /* unaligned vector load */                           \
-            return __builtin_convertvector(w, v8f64);                                      \
-        }                                                                                  \
-        v8f64 v = {0, 0, 0, 0, 0, 0, 0, 0};                                                \
-        for (int r = 0; r < n; r++) v[r] = (double)p[r];                                   \
-        return v;                                                                          \
+#define PW_BLOCKSIZE 128
+
+/* NumPy's pairwise summation of a contiguous float64 array (numpy/_core/src/umath/
+ * loops_utils.h.src, DOUBLE_pairwise_sum), operation for operation: below 8 terms a plain
+ * loop from 0; up to 128 terms eight partial sums r[j] += a[i + j], combined as
+ * ((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7)), then the rest added in order; beyond, the two
+ * halves (the first a multiple of 8 long) summed recursively and added. */
+MULTIVERSION
+static double pairwise_sum(const double *a, Py_ssize_t n)
+{
+    if (n < 8) {
+        double res = 0.;
+        for (Py_ssize_t i = 0; i < n; i++) res += a[i];
+        return res;
     }
-LOAD8(load_f32, float, v8f32)
-LOAD8(load_f64, double, v8f64)
+    if (n <= PW_BLOCKSIZE) {
+        v8f64 r, v;
+        memcpy(&r, a, sizeof r);
+        Py_ssize_t i;
+        for (i = 8; i < n - (n % 8); i += 8) {
+            memcpy(&v, a + i, sizeof v);
+            r += v;
+        }
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) res += a[i];
+        return res;
+    }
+    Py_ssize_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
+}
 
-
-#define DEFINE_SQDIST(NAME, TX, TY, LX, LY)                                                \
+/* out[p] = pairwise sum of (x - y)^2 over the d coordinates of rows ii[p] and jj[p]; the
+ * squares go through `sq` (d doubles). */
+#define DEFINE_SQDIST(NAME, TX, TY)                                                        \
     MULTIVERSION static void NAME(const TX *restrict ex, const TY *restrict ey,            \
                                   Py_ssize_t d, const int64_t *restrict ii,                \
                                   const int64_t *restrict jj, double *restrict out,        \
-                                  Py_ssize_t count)                                        \
+                                  Py_ssize_t count, double *restrict sq)                   \
     {                                                                                      \
         for (Py_ssize_t p = 0; p < count; p++) {                                           \
-            const TX *x = ex + ii[p] * d;                                                  \
-            const TY *y = ey + jj[p] * d;                                                  \
-            v8f64 acc = {0, 0, 0, 0, 0, 0, 0, 0};                                          \
-            for (Py_ssize_t k = 0; k < d; k += 8) {                                        \
-                const v8f64 diff = LX(x + k, d - k) - LY(y + k, d - k);                    \
-                const v8f64 sq = diff * diff;                                              \
-                acc = k == 0 ? sq : acc + sq;                                              \
+            const TX *restrict x = ex + ii[p] * d;                                         \
+            const TY *restrict y = ey + jj[p] * d;                                         \
+            for (Py_ssize_t k = 0; k < d; k++) {                                           \
+                const double diff = (double)x[k] - (double)y[k];                           \
+                sq[k] = diff * diff;                                                       \
             }                                                                              \
-            const double t0 = acc[0] + acc[4], t1 = acc[1] + acc[5];                       \
-            const double t2 = acc[2] + acc[6], t3 = acc[3] + acc[7];                       \
-            const double u0 = t0 + t2, u1 = t1 + t3;                                       \
-            out[p] = u0 + u1;                                                              \
+            out[p] = pairwise_sum(sq, d);                                                  \
         }                                                                                  \
     }
-DEFINE_SQDIST(sqdist_ff, float, float, load_f32, load_f32)
-DEFINE_SQDIST(sqdist_fd, float, double, load_f32, load_f64)
-DEFINE_SQDIST(sqdist_df, double, float, load_f64, load_f32)
-DEFINE_SQDIST(sqdist_dd, double, double, load_f64, load_f64)
+DEFINE_SQDIST(sqdist_ff, float, float)
+DEFINE_SQDIST(sqdist_fd, float, double)
+DEFINE_SQDIST(sqdist_df, double, float)
+DEFINE_SQDIST(sqdist_dd, double, double)
 
 /* ------------------------------------------------------------------ argument checks */
 static int is_float_format(const char *f, char want)
@@ -244,21 +254,27 @@ static PyObject *sqdist_py(PyObject *self, PyObject *args)
                 bad = ii[p] < 0 || ii[p] >= n || jj[p] < 0 || jj[p] >= m;
             if (bad) PyErr_SetString(PyExc_IndexError, "sqdist: an index in ii or jj is out of range");
         }
+        double *sq = bad ? NULL : (double *)PyMem_RawMalloc((size_t)(d > 0 ? d : 1) * sizeof(double));
+        if (!bad && sq == NULL) {
+            PyErr_NoMemory();
+            bad = 1;
+        }
         if (!bad) {
             const int fx = v[0].itemsize == 4, fy = v[1].itemsize == 4;
             double *o = (double *)v[4].buf;
             Py_BEGIN_ALLOW_THREADS
             if (fx && fy)
-                sqdist_ff((const float *)v[0].buf, (const float *)v[1].buf, d, ii, jj, o, count);
+                sqdist_ff((const float *)v[0].buf, (const float *)v[1].buf, d, ii, jj, o, count, sq);
             else if (fx)
-                sqdist_fd((const float *)v[0].buf, (const double *)v[1].buf, d, ii, jj, o, count);
+                sqdist_fd((const float *)v[0].buf, (const double *)v[1].buf, d, ii, jj, o, count, sq);
             else if (fy)
-                sqdist_df((const double *)v[0].buf, (const float *)v[1].buf, d, ii, jj, o, count);
+                sqdist_df((const double *)v[0].buf, (const float *)v[1].buf, d, ii, jj, o, count, sq);
             else
-                sqdist_dd((const double *)v[0].buf, (const double *)v[1].buf, d, ii, jj, o, count);
+                sqdist_dd((const double *)v[0].buf, (const double *)v[1].buf, d, ii, jj, o, count, sq);
             Py_END_ALLOW_THREADS
             result = Py_NewRef(Py_None);
         }
+        PyMem_RawFree(sq);
     }
     for (int k = 0; k < got; k++) PyBuffer_Release(&v[k]);
     return result;

@@ -36,9 +36,8 @@ Exactness
 The defining distance of a pair is the float64 evaluation of the metric on the
 pair's difference vector (``sqrt(sum((x - y)**2))`` for Euclidean; that is what
 ``scipy.spatial.distance.cdist`` computes in float64, up to summation order).
-On the CPU the order is fixed: eight partial sums, lane :math:`r` adding the
-squares of coordinates :math:`k \equiv r \pmod 8` in increasing :math:`k`, then
-added pairwise (``(s0+s4)+(s2+s6)`` plus ``(s1+s5)+(s3+s7)``); the compiled
+On the CPU the order is NumPy's pairwise summation, so a Euclidean distance
+equals ``np.linalg.norm(x - y)`` of the float64 rows bit for bit; the compiled
 kernel and the NumPy fallback both sum in this order, so they return
 bit-identical distances and the same pairs at ``dist == eps``.
 The fast path is a float32 GEMM of the expansion
@@ -634,7 +633,7 @@ def _exact_distances(prep: _Prepared, ii: torch.Tensor, jj: torch.Tensor, chunk:
             # 2.5x faster than 90 MB chunks); each row's sum is the same whatever the chunking
             chunk = min(chunk, max(1, 2**20 // (8 * max(prep.d, 1))))
             for s in range(0, ii_np.shape[0], chunk):
-                _sqdist_lanes(ex, ey, ii_np[s:s + chunk], jj_np[s:s + chunk], out_np[s:s + chunk])
+                _sqdist_numpy(ex, ey, ii_np[s:s + chunk], jj_np[s:s + chunk], out_np[s:s + chunk])
         out_np = _sq_to_metric(out_np, prep.metric, np)
         if prep.scale != 1.0:
             out_np *= prep.scale
@@ -649,34 +648,14 @@ def _exact_distances(prep: _Prepared, ii: torch.Tensor, jj: torch.Tensor, chunk:
     return out
 
 
-_LANES = 8  # partial sums of the squared differences (the order _fiber.sqdist uses too)
-
-
-def _sqdist_lanes(ex: np.ndarray, ey: np.ndarray, ii: np.ndarray, jj: np.ndarray,
+def _sqdist_numpy(ex: np.ndarray, ey: np.ndarray, ii: np.ndarray, jj: np.ndarray,
                   out: np.ndarray) -> None:
-    r"""``out[p] = sum_k (ex[ii[p], k] - ey[jj[p], k])^2`` in float64, in a fixed order.
-
-    Lane :math:`r` sums the squares of coordinates :math:`k \equiv r \pmod 8` in
-    increasing :math:`k`; the lanes are then added as ``(s0+s4, s1+s5, s2+s6, s3+s7)``,
-    ``(t0+t2, t1+t3)``, ``u0+u1``.  The compiled ``_fiber.sqdist`` sums in exactly this
-    order (it computes 8 lanes per SIMD instruction), so both give bit-identical
-    distances and hence identical joins at the boundary ``dist == eps``.
-    """
-    count, d = ii.shape[0], ex.shape[1]
-    if d == 0:
-        out[:] = 0.0
-        return
-    width = -(-d // _LANES) * _LANES
-    diff = np.zeros((count, width), dtype=np.float64)
-    np.subtract(ex[ii], ey[jj], out=diff[:, :d], dtype=np.float64)
-    np.multiply(diff, diff, out=diff)
-    lanes = diff.reshape(count, width // _LANES, _LANES)
-    acc = lanes[:, 0].copy()
-    for b in range(1, lanes.shape[1]):
-        acc += lanes[:, b]
-    half = acc[:, :4] + acc[:, 4:]
-    quarter = half[:, :2] + half[:, 2:]
-    np.add(quarter[:, 0], quarter[:, 1], out=out)
+    """``out[p] = sum_k (ex[ii[p], k] - ey[jj[p], k])^2`` in float64, NumPy's pairwise sum
+    (what ``np.linalg.norm(x - y)`` squares; ``_fiber.sqdist`` sums in the same order)."""
+    diff = ex[ii].astype(np.float64)
+    diff -= ey[jj]
+    diff *= diff
+    np.add.reduce(diff, axis=1, out=out)
 
 
 def _sq_to_metric(sq, metric: str, xp):
