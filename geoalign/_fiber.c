@@ -75,61 +75,66 @@ static Py_ssize_t select_block(const float *restrict g, Py_ssize_t rows, Py_ssiz
 #endif
 
 typedef double v8f64 __attribute__((vector_size(64)));
+typedef float v8f32 __attribute__((vector_size(32)));
 
 #define PW_BLOCKSIZE 128
 
-/* NumPy's pairwise summation of a contiguous float64 array (numpy/_core/src/umath/
- * loops_utils.h.src, DOUBLE_pairwise_sum), operation for operation: below 8 terms a plain
- * loop from 0; up to 128 terms eight partial sums r[j] += a[i + j], combined as
- * ((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7)), then the rest added in order; beyond, the two
- * halves (the first a multiple of 8 long) summed recursively and added. */
-MULTIVERSION
-static double pairwise_sum(const double *a, Py_ssize_t n)
-{
-    if (n < 8) {
-        double res = 0.;
-        for (Py_ssize_t i = 0; i < n; i++) res += a[i];
-        return res;
-    }
-    if (n <= PW_BLOCKSIZE) {
-        v8f64 r, v;
-        memcpy(&r, a, sizeof r);
-        Py_ssize_t i;
-        for (i = 8; i < n - (n % 8); i += 8) {
-            memcpy(&v, a + i, sizeof v);
-            r += v;
-        }
-        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for (; i < n; i++) res += a[i];
-        return res;
-    }
-    Py_ssize_t n2 = n / 2;
-    n2 -= n2 % 8;
-    return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
-}
-
-/* out[p] = pairwise sum of (x - y)^2 over the d coordinates of rows ii[p] and jj[p]; the
- * squares go through `sq` (d doubles). */
-#define DEFINE_SQDIST(NAME, TX, TY)                                                        \
-    MULTIVERSION static void NAME(const TX *restrict ex, const TY *restrict ey,            \
-                                  Py_ssize_t d, const int64_t *restrict ii,                \
-                                  const int64_t *restrict jj, double *restrict out,        \
-                                  Py_ssize_t count, double *restrict sq)                   \
+/* Eight squared differences (x[k] - y[k])^2, k < 8, in float64 (the conversions are exact). */
+#define SQ8(NAME, TX, TY, VX, VY)                                                          \
+    static inline __attribute__((always_inline)) v8f64 NAME(const TX *x, const TY *y)      \
     {                                                                                      \
-        for (Py_ssize_t p = 0; p < count; p++) {                                           \
-            const TX *restrict x = ex + ii[p] * d;                                         \
-            const TY *restrict y = ey + jj[p] * d;                                         \
-            for (Py_ssize_t k = 0; k < d; k++) {                                           \
-                const double diff = (double)x[k] - (double)y[k];                           \
-                sq[k] = diff * diff;                                                       \
-            }                                                                              \
-            out[p] = pairwise_sum(sq, d);                                                  \
-        }                                                                                  \
+        VX a;                                                                              \
+        VY b;                                                                              \
+        memcpy(&a, x, sizeof a); /* unaligned vector loads */                              \
+        memcpy(&b, y, sizeof b);                                                           \
+        const v8f64 diff = __builtin_convertvector(a, v8f64) - __builtin_convertvector(b, v8f64); \
+        return diff * diff;                                                                \
     }
-DEFINE_SQDIST(sqdist_ff, float, float)
-DEFINE_SQDIST(sqdist_fd, float, double)
-DEFINE_SQDIST(sqdist_df, double, float)
-DEFINE_SQDIST(sqdist_dd, double, double)
+
+/* NumPy's pairwise summation (numpy/_core/src/umath/loops_utils.h.src,
+ * DOUBLE_pairwise_sum) of the n squared differences, operation for operation: below 8
+ * terms a plain loop from 0; up to 128 terms eight partial sums r[j] += a[i + j],
+ * combined as ((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7)), then the rest added in order; beyond,
+ * the two halves (the first a multiple of 8 long) summed recursively and added.  The
+ * squares are formed on the fly (each rounds once, as NumPy's diff * diff does). */
+#define DEFINE_SQDIST(NAME, TX, TY, VX, VY)                                                \
+    SQ8(NAME##_sq8, TX, TY, VX, VY)                                                        \
+    MULTIVERSION static double NAME##_pw(const TX *x, const TY *y, Py_ssize_t n)           \
+    {                                                                                      \
+        if (n < 8) {                                                                       \
+            double res = 0.;                                                               \
+            for (Py_ssize_t i = 0; i < n; i++) {                                           \
+                const double diff = (double)x[i] - (double)y[i];                           \
+                res += diff * diff;                                                        \
+            }                                                                              \
+            return res;                                                                    \
+        }                                                                                  \
+        if (n <= PW_BLOCKSIZE) {                                                           \
+            v8f64 r = NAME##_sq8(x, y);                                                    \
+            Py_ssize_t i;                                                                  \
+            for (i = 8; i < n - (n % 8); i += 8) r += NAME##_sq8(x + i, y + i);            \
+            double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7])); \
+            for (; i < n; i++) {                                                           \
+                const double diff = (double)x[i] - (double)y[i];                           \
+                res += diff * diff;                                                        \
+            }                                                                              \
+            return res;                                                                    \
+        }                                                                                  \
+        Py_ssize_t n2 = n / 2;                                                             \
+        n2 -= n2 % 8;                                                                      \
+        return NAME##_pw(x, y, n2) + NAME##_pw(x + n2, y + n2, n - n2);                    \
+    }                                                                                      \
+    static void NAME(const TX *restrict ex, const TY *restrict ey, Py_ssize_t d,           \
+                     const int64_t *restrict ii, const int64_t *restrict jj,               \
+                     double *restrict out, Py_ssize_t count)                               \
+    {                                                                                      \
+        for (Py_ssize_t p = 0; p < count; p++)                                             \
+            out[p] = NAME##_pw(ex + ii[p] * d, ey + jj[p] * d, d);                         \
+    }
+DEFINE_SQDIST(sqdist_ff, float, float, v8f32, v8f32)
+DEFINE_SQDIST(sqdist_fd, float, double, v8f32, v8f64)
+DEFINE_SQDIST(sqdist_df, double, float, v8f64, v8f32)
+DEFINE_SQDIST(sqdist_dd, double, double, v8f64, v8f64)
 
 /* ------------------------------------------------------------------ argument checks */
 static int is_float_format(const char *f, char want)
@@ -254,27 +259,21 @@ static PyObject *sqdist_py(PyObject *self, PyObject *args)
                 bad = ii[p] < 0 || ii[p] >= n || jj[p] < 0 || jj[p] >= m;
             if (bad) PyErr_SetString(PyExc_IndexError, "sqdist: an index in ii or jj is out of range");
         }
-        double *sq = bad ? NULL : (double *)PyMem_RawMalloc((size_t)(d > 0 ? d : 1) * sizeof(double));
-        if (!bad && sq == NULL) {
-            PyErr_NoMemory();
-            bad = 1;
-        }
         if (!bad) {
             const int fx = v[0].itemsize == 4, fy = v[1].itemsize == 4;
             double *o = (double *)v[4].buf;
             Py_BEGIN_ALLOW_THREADS
             if (fx && fy)
-                sqdist_ff((const float *)v[0].buf, (const float *)v[1].buf, d, ii, jj, o, count, sq);
+                sqdist_ff((const float *)v[0].buf, (const float *)v[1].buf, d, ii, jj, o, count);
             else if (fx)
-                sqdist_fd((const float *)v[0].buf, (const double *)v[1].buf, d, ii, jj, o, count, sq);
+                sqdist_fd((const float *)v[0].buf, (const double *)v[1].buf, d, ii, jj, o, count);
             else if (fy)
-                sqdist_df((const double *)v[0].buf, (const float *)v[1].buf, d, ii, jj, o, count, sq);
+                sqdist_df((const double *)v[0].buf, (const float *)v[1].buf, d, ii, jj, o, count);
             else
-                sqdist_dd((const double *)v[0].buf, (const double *)v[1].buf, d, ii, jj, o, count, sq);
+                sqdist_dd((const double *)v[0].buf, (const double *)v[1].buf, d, ii, jj, o, count);
             Py_END_ALLOW_THREADS
             result = Py_NewRef(Py_None);
         }
-        PyMem_RawFree(sq);
     }
     for (int k = 0; k < got; k++) PyBuffer_Release(&v[k]);
     return result;
