@@ -1,10 +1,13 @@
 """Build the optional compiled kernels; all metadata lives in pyproject.toml.
 
-``geoalign._ringmul`` (batched exact products in Z_n[x], n < 2^31) and
-``geoalign._sinkhorn`` (one-pass Sinkhorn scaling iterations) are optional:
-without a C compiler the install still succeeds, :mod:`geoalign.rings` falls
-back to its exact FFT and direct products and :mod:`geoalign.ot` to NumPy's
-BLAS, and the build prints a warning naming each extension it skipped.
+``geoalign._ringmul`` (batched exact products in Z_n[x], n < 2^31),
+``geoalign._sinkhorn`` (one-pass Sinkhorn scaling iterations) and
+``geoalign._fiber`` (threshold selection and exact distances of the eps-join)
+are optional: without a C compiler the install still succeeds,
+:mod:`geoalign.rings` falls back to its exact FFT and direct products,
+:mod:`geoalign.ot` to NumPy's BLAS and :mod:`geoalign.fiber` to the same steps
+in NumPy (identical results), and the build prints a warning naming each
+extension it skipped.
 """
 import sys
 
@@ -32,5 +35,7 @@ setup(
                   extra_compile_args=["-O3"], optional=True),
         Extension("geoalign._sinkhorn", sources=["geoalign/_sinkhorn.c"],
                   extra_compile_args=["-O3"], optional=True),
+        Extension("geoalign._fiber", sources=["geoalign/_fiber.c"],
+                  extra_compile_args=["-O3", "-ffp-contract=off"], optional=True),
     ],
 )

@@ -36,6 +36,10 @@ Exactness
 The defining distance of a pair is the float64 evaluation of the metric on the
 pair's difference vector (``sqrt(sum((x - y)**2))`` for Euclidean; that is what
 ``scipy.spatial.distance.cdist`` computes in float64, up to summation order).
+On the CPU the order is NumPy's pairwise summation, so a Euclidean distance
+equals ``np.linalg.norm(x - y)`` of the float64 rows bit for bit; the compiled
+kernel and the NumPy fallback both sum in this order, so they return
+bit-identical distances and the same pairs at ``dist == eps``.
 The fast path is a float32 GEMM of the expansion
 :math:`\|x\|^2 + \|y\|^2 - 2\langle x, y\rangle`, which rounds.  Candidates are
 selected with the squared threshold enlarged by a rigorous a-priori bound on
@@ -52,10 +56,12 @@ Memory
 ------
 The :math:`n \times m` distance matrix is never formed.  ``X`` is processed in
 row blocks and ``Y`` in column blocks; one float32 block buffer plus a boolean
-mask of the same shape are reused (one pair per worker thread on the CPU).
+mask of the same shape are reused (one pair per worker thread on the CPU; with
+the compiled kernel, an index buffer for the hits of one block replaces the mask).
 ``memory_budget`` (bytes, default 256 MiB) bounds all these buffers together
 and the float64 candidate recomputation; the default block shape is also kept
-small on the CPU (256 x 2048) so that each buffer stays in cache.  Outputs (pairs and distances) are of course proportional to
+moderate on the CPU (1024 x 512) so that each buffer stays in cache.
+Outputs (pairs and distances) are of course proportional to
 :math:`N(\varepsilon)`: :func:`fiber_product` refuses (``max_pairs``, default
 from the available memory) a join whose pairs would not fit, estimating the
 output size from a sample of rows first, and :func:`iter_fiber_product` yields
@@ -71,9 +77,17 @@ change.  Inputs within that range are used as given.
 
 Speed
 -----
-Per block: one ``torch.addmm`` (GEMM with the column norms fused in), one
-comparison with a per-row threshold into a reused boolean mask, and a
-flat-nonzero on the mask; only the (rare) hits are gathered and recomputed.
+Per block on the CPU, with the optional compiled extension ``geoalign._fiber``
+(built with the package where a C compiler exists): one ``torch.mm`` (MKL or
+OpenBLAS sgemm) into a reused buffer, then ONE compiled pass over the block while
+it is still in cache that evaluates :math:`\|y\|^2 - 2\langle x, y\rangle` (the
+same float32 operations as the GEMM epilogue of ``torch.addmm``, so the error
+bound above holds unchanged), compares it with the per-row threshold and appends
+the indices of the hits -- no mask is written.  The hits' float64 distances
+are then computed in compiled code too.  Without the extension (and on GPUs):
+one ``torch.addmm`` (GEMM with the column norms fused in), one comparison with a
+per-row threshold into a reused boolean mask, and a flat-nonzero on the mask;
+only the (rare) hits are gathered and recomputed.
 On the CPU, row blocks are distributed over worker threads that each run
 single-threaded kernels on cache-sized buffers (``num_threads``), which avoids
 per-operation thread barriers; see the ``fiber`` benchmark of ``benchmarks/run.py``.
@@ -103,6 +117,11 @@ from ._adapter import compute_dtype
 from ._backend import check_same_device, is_torch, like, resolve_device, to_numpy, torch_num_threads
 from ._validation import check_array, check_choice, check_finite, check_int, check_nonnegative_scalar
 
+try:  # optional compiled kernels (built by `pip install` where a C compiler exists)
+    from . import _fiber
+except ImportError:  # pragma: no cover - depends on the build
+    _fiber = None
+
 __all__ = [
     "METRICS",
     "DEFAULT_MEMORY_BUDGET",
@@ -123,6 +142,7 @@ __all__ = [
 METRICS = ("euclidean", "cosine", "geodesic")
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes for the distance block + mask + recomputation
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # row dtypes the compiled kernels read
 _U32 = 2.0**-24  # float32 unit roundoff
 _U64 = 2.0**-53
 _TINY32 = 2.0**-149  # float32 subnormal spacing: absolute error of an underflowing operation
@@ -134,7 +154,12 @@ _SAFE_LO = 2.0**-400
 # time): blocks of 1024 x 1024 run the GEMM at 1.06x the time of one unblocked GEMM,
 # 256 x 2048 at 1.20x (short row blocks repack the column panel too often); the compare
 # then reads the block from L2/L3, which costs less than the GEMM lost to small blocks.
-_CPU_BLOCK = (1024, 1024)
+# With the compiled pass (same problem, block GEMM + select, 1 thread, best CPU time of 5
+# interleaved runs over one unblocked GEMM, machine shared, load average ~4.8):
+# 1024 x 512 1.025x, 1536 x 512 1.023x, 2048 x 512 1.035x, 768 x 512 1.036x, 1024 x 256
+# 1.047x, 512 x 512 1.061x, 1024 x 1024 1.064-1.087x, 2048 x 2048 1.108x: a column panel
+# of 512 rows of Y (512 KB at d = 256) and a 2 MB block stay in the L2 / L3 cache.
+_CPU_BLOCK = (1024, 512)
 
 
 # --------------------------------------------------------------------------- results
@@ -449,6 +474,11 @@ def _sq_norms64(t: torch.Tensor) -> torch.Tensor:
     """Squared row norms accumulated in float64 (NumPy on CPU: single pass, no thread barriers)."""
     if t.device.type == "cpu":
         a = t.numpy()
+        if _fiber is not None and a.dtype in _FLOATS:  # compiled: no float64 copy of the rows
+            out = np.empty(a.shape[0], dtype=np.float64)
+            _fiber.sqdist(a, np.zeros((1, a.shape[1]), a.dtype), np.arange(a.shape[0], dtype=np.int64),
+                          np.zeros(a.shape[0], dtype=np.int64), out)
+            return torch.from_numpy(out)
         a64 = a if a.dtype == np.float64 else a.astype(np.float64)
         return torch.from_numpy(np.einsum("ij,ij->i", a64, a64))
     t64 = t.to(torch.float64)
@@ -456,7 +486,10 @@ def _sq_norms64(t: torch.Tensor) -> torch.Tensor:
 
 
 def _max_abs(t: torch.Tensor) -> float:
-    return float(t.abs().max()) if t.numel() else 0.0
+    if not t.numel():
+        return 0.0
+    lo, hi = torch.aminmax(t)  # one pass, no |t| temporary
+    return max(-float(lo), float(hi))
 
 
 def _out_of_range(a):
@@ -587,19 +620,21 @@ def _filter_row_thresholds(prep: _Prepared, sq_threshold: float, rows: slice) ->
 def _exact_distances(prep: _Prepared, ii: torch.Tensor, jj: torch.Tensor, chunk: int) -> torch.Tensor:
     """Float64 defining distance of the pairs (ii, jj), in chunks of ``chunk`` pairs."""
     if prep.device.type == "cpu":
-        # NumPy on CPU: these gathers are small and torch's thread-pool barriers dominate
-        # them (badly so on a loaded machine)
+        # NumPy / compiled code on CPU: these gathers are small and torch's thread-pool
+        # barriers dominate them (badly so on a loaded machine)
         ex, ey = prep.exact_x.numpy(), prep.exact_y.numpy()
         ii_np, jj_np = ii.numpy(), jj.numpy()
-        # float64 temporaries of ~1 MB stay in the L2 cache (measured: 49k pairs, d = 256,
-        # 2.5x faster than 90 MB chunks); each row's sum is the same whatever the chunking
-        chunk = min(chunk, max(1, 2**20 // (8 * max(prep.d, 1))))
         out_np = np.empty(ii_np.shape[0], dtype=np.float64)
-        for s in range(0, ii_np.shape[0], chunk):
-            diff = ex[ii_np[s:s + chunk]].astype(np.float64)
-            diff -= ey[jj_np[s:s + chunk]]
-            sq = np.einsum("ij,ij->i", diff, diff)
-            out_np[s:s + chunk] = _sq_to_metric(sq, prep.metric, np)
+        if _fiber is not None and ex.dtype in _FLOATS and ey.dtype in _FLOATS:
+            _fiber.sqdist(ex, ey, np.ascontiguousarray(ii_np, np.int64),
+                          np.ascontiguousarray(jj_np, np.int64), out_np)
+        else:
+            # float64 temporaries of ~1 MB stay in the L2 cache (measured: 49k pairs, d = 256,
+            # 2.5x faster than 90 MB chunks); each row's sum is the same whatever the chunking
+            chunk = min(chunk, max(1, 2**20 // (8 * max(prep.d, 1))))
+            for s in range(0, ii_np.shape[0], chunk):
+                _sqdist_numpy(ex, ey, ii_np[s:s + chunk], jj_np[s:s + chunk], out_np[s:s + chunk])
+        out_np = _sq_to_metric(out_np, prep.metric, np)
         if prep.scale != 1.0:
             out_np *= prep.scale
         return torch.from_numpy(out_np)
@@ -611,6 +646,16 @@ def _exact_distances(prep: _Prepared, ii: torch.Tensor, jj: torch.Tensor, chunk:
     if prep.scale != 1.0:
         out *= prep.scale
     return out
+
+
+def _sqdist_numpy(ex: np.ndarray, ey: np.ndarray, ii: np.ndarray, jj: np.ndarray,
+                  out: np.ndarray) -> None:
+    """``out[p] = sum_k (ex[ii[p], k] - ey[jj[p], k])^2`` in float64, NumPy's pairwise sum
+    (what ``np.linalg.norm(x - y)`` squares; ``_fiber.sqdist`` sums in the same order)."""
+    diff = ex[ii].astype(np.float64)
+    diff -= ey[jj]
+    diff *= diff
+    np.add.reduce(diff, axis=1, out=out)
 
 
 def _sq_to_metric(sq, metric: str, xp):
@@ -704,6 +749,9 @@ def _scan(prep: _Prepared, sq_threshold: float, block_size, memory_budget: int, 
     chunk = max(1, memory_budget // workers // (3 * 8 * max(d, 1)))
     ny = prep.sq_y.to(prep.filt_y.dtype)
     fy = prep.filt_y
+    # compiled threshold pass: CPU, float32 filter, the extension built
+    fused = on_cpu and _fiber is not None and fy.dtype == torch.float32
+    ny_np = ny.numpy() if fused else None
     local = threading.local()
 
     abort = threading.Event()  # set by the first failing block: the others stop at once
@@ -717,16 +765,58 @@ def _scan(prep: _Prepared, sq_threshold: float, block_size, memory_budget: int, 
             abort.set()
             raise
 
+    def _fused_row_block(r0: int, r1: int, xs: torch.Tensor, thr: np.ndarray) -> list:
+        # g = <x, y> per block; one compiled pass over it while it is in cache selects
+        # ||y||^2 - 2 g <= thr (the epilogue of torch.addmm, same roundings).  The candidates
+        # of consecutive column blocks are recomputed together (fewer, larger calls), at most
+        # `chunk` pairs plus one block's hits at a time.
+        rb, kept, pend_i, pend_j, pending = r1 - r0, [], [], [], 0
+
+        def flush():
+            ii, jj = torch.from_numpy(np.concatenate(pend_i)), torch.from_numpy(np.concatenate(pend_j))
+            pend_i.clear()
+            pend_j.clear()
+            kept.append(reduce_block(ii, jj, _exact_distances(prep, ii, jj, chunk)))
+
+        for c0 in range(0, m, by):
+            if abort.is_set():
+                break
+            c1 = min(m, c0 + by)
+            cb = c1 - c0
+            g = local.buf[: rb * cb].view(rb, cb)
+            torch.mm(xs, fy[c0:c1].T, out=g)
+            k = _fiber.select(g.numpy(), ny_np[c0:c1], thr, local.hits)
+            if k > local.hits.shape[0]:  # more hits than room: grow, select again
+                local.hits = np.empty(1 << (k - 1).bit_length(), dtype=np.int64)
+                _fiber.select(g.numpy(), ny_np[c0:c1], thr, local.hits)
+            if k:
+                ii, jj = np.divmod(local.hits[:k], cb)
+                ii += r0
+                jj += c0
+                pend_i.append(ii)
+                pend_j.append(jj)
+                pending += k
+                if pending >= chunk:
+                    flush()
+                    pending = 0
+        if pending and not abort.is_set():
+            flush()
+        return kept
+
     def _run_row_block(r0: int) -> list:
         if not hasattr(local, "buf"):
             local.buf = torch.empty(bx * by, dtype=prep.filt_x.dtype, device=prep.device)
-            local.mask = torch.empty(bx * by, dtype=torch.bool, device=prep.device)
+            # the compiled pass needs no mask, only room for the hits' indices (grown on demand)
+            local.mask = None if fused else torch.empty(bx * by, dtype=torch.bool, device=prep.device)
+            local.hits = np.empty(1 << 12, dtype=np.int64)
         buf, mask = local.buf, local.mask
         r1 = min(n, r0 + bx)
         rb = r1 - r0
         xs = prep.filt_x[r0:r1]
         thr = _filter_row_thresholds(prep, sq_threshold, slice(r0, r1))
         thr_np = thr.numpy() if on_cpu else None
+        if fused:
+            return _fused_row_block(r0, r1, xs, thr_np[:, 0])
         kept = []
         for c0 in range(0, m, by):
             if abort.is_set():
@@ -958,15 +1048,19 @@ def _within(eps: float, limit: int | None, n: int, m: int):
     total = [0]
 
     def keep_within(ii, jj, dist):
-        keep = dist <= eps
+        if dist.device.type == "cpu":  # NumPy: boolean indexing of small tensors is slow in torch
+            keep = dist.numpy() <= eps
+            ii, jj, dist = (torch.from_numpy(t.numpy()[keep]) for t in (ii, jj, dist))
+        else:
+            keep = dist <= eps
+            ii, jj, dist = ii[keep], jj[keep], dist[keep]
         if limit is not None:
-            k = int(keep.sum())
             with lock:
-                total[0] += k
+                total[0] += int(ii.shape[0])
                 if total[0] > limit:
                     raise _too_many(f"{total[0]} pairs found before stopping (join unfinished)", limit,
                                     eps, n, m)
-        return ii[keep], jj[keep], dist[keep]
+        return ii, jj, dist
 
     return keep_within
 

@@ -352,7 +352,7 @@ def test_lowered_matmul_precision_stays_exact(rng):
 
 
 def test_default_cpu_blocks_and_exact_chunks_agree_with_brute_force(rng):
-    # more rows and columns than one default CPU block (1024 x 1024) and more candidates
+    # more rows and columns than one default CPU block (1024 x 512) and more candidates
     # per block than one exact-distance chunk (2^20 bytes of float64 rows: 512 at d = 256)
     X = rng.normal(size=(1300, 256)).astype(np.float32)
     Y = rng.normal(size=(1100, 256)).astype(np.float32)
