@@ -205,6 +205,6 @@ def test_build_names_a_skipped_optional_extension(tmp_path):
                           "-t", str(tmp_path / "tmp")], cwd=root, env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr
-    for name in ("geoalign._sinkhorn", "geoalign._ringmul"):
+    for name in ("geoalign._sinkhorn", "geoalign._ringmul", "geoalign._fiber"):
         assert f"WARNING: the optional extension {name} was not built" in out.stderr
     assert not list(tmp_path.rglob("*.so"))
