@@ -81,25 +81,67 @@ class _EnvelopeGradient(torch.autograd.Function):
     :math:`\partial S/\partial x_i = a_i \big(\sum_l \pi^{xx}_{il} x_l - \sum_j \pi^{xy}_{ij} y_j\big)`
     and :math:`\partial S/\partial y_j = b_j \big(\sum_k \pi^{yy}_{jk} y_k - \sum_i \pi^{yx}_{ji} x_i\big)`,
     what autograd computes through the four soft-min passes, as four batched
-    matrix products (first derivatives only).
+    matrix products (first derivatives only).  Each weight matrix comes as
+    ``(M, u, s)`` with :math:`\pi = \mathrm{diag}(1/s)\, M \,\mathrm{diag}(u)` (the kernel
+    path: :math:`M = e^{-C/\varepsilon}`, never formed as :math:`\pi`), or
+    ``(\pi, None, None)``.
     """
 
     @staticmethod
-    def forward(ctx, X, Y, value, Pxy, Pyx, Pxx, Pyy, a, b):
-        ctx.save_for_backward(X.detach(), Y.detach(), Pxy, Pyx, Pxx, Pyy, a, b)
+    def forward(ctx, X, Y, value, a, b, *weights):
+        ctx.save_for_backward(X.detach(), Y.detach(), a, b, *(t for t in weights if t is not None))
+        ctx.layout = tuple(t is not None for t in weights)
         return value.clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        X, Y, Pxy, Pyx, Pxx, Pyy, a, b = ctx.saved_tensors
+        X, Y, a, b, *saved = ctx.saved_tensors
+        it = iter(saved)
+        w = [next(it) if present else None for present in ctx.layout]
+        (Pxy, Pyx, Pxx, Pyy) = (w[3 * k:3 * k + 3] for k in range(4))
         scale = grad[:, None, None]
         gx = gy = None
         if ctx.needs_input_grad[0]:
-            gx = scale * a[:, :, None] * (Pxx @ X - Pxy @ Y)
+            gx = scale * a[:, :, None] * (_weighted(Pxx, X) - _weighted(Pxy, Y))
         if ctx.needs_input_grad[1]:
-            gy = scale * b[:, :, None] * (Pyy @ Y - Pyx @ X)
-        return gx, gy, None, None, None, None, None, None, None
+            gy = scale * b[:, :, None] * (_weighted(Pyy, Y) - _weighted(Pyx, X))
+        return (gx, gy, None, None, None) + (None,) * len(ctx.layout)
+
+
+def _weighted(P, Z):
+    r""":math:`\pi Z` for ``P = (M, u, s)``: :math:`\mathrm{diag}(1/s) M (u \odot Z)` (or :math:`M Z`)."""
+    M, u, s = P
+    if u is None:
+        return M @ Z
+    return (M @ (u[:, :, None] * Z)) / s[:, :, None]
+
+
+def _kernel_softmin_parts(eps, K, logw, h):
+    r"""The soft-min :math:`-\varepsilon(z^* + \log K u)` with :math:`u = e^{z - z^*}`,
+    :math:`z = \log w + h`, and its weights in factored form ``(K, u, s = K u)``.
+
+    The same numbers as :func:`geoalign.ot._core.kernel_softmin`; the weights
+    :math:`\pi_{ij} = K_{ij} u_j / s_i` are those of
+    :func:`geoalign.ot._core.softmin_weights` up to rounding.
+    """
+    z = logw + h
+    zmax = z.amax(1, keepdim=True)
+    u = torch.exp(z - zmax)
+    s = (K @ u[:, :, None])[..., 0]
+    return -eps * (zmax + torch.log(s)), (K, u, s)
+
+
+def _sq_costs(X, Y):
+    r""":math:`C_{ij} = \|x_i - y_j\|^2/2 = \tfrac12(\|x_i\|^2 + \|y_j\|^2) - \langle x_i, y_j\rangle`
+    (clamped at 0) for the pairs (X, Y), (X, X), (Y, Y): one GEMM each, written
+    in place (no temporaries of the size of ``C``)."""
+    hx, hy = 0.5 * (X * X).sum(-1), 0.5 * (Y * Y).sum(-1)
+    out = []
+    for A, B, ha, hb in ((X, Y, hx, hy), (X, X, hx, hx), (Y, Y, hy, hy)):
+        C = torch.baddbmm(ha[:, :, None] + hb[:, None, :], A, B.transpose(1, 2), alpha=-1)
+        out.append(C.clamp_min_(0))
+    return out
 
 
 def _iterate(Cxy, Cxx, Cyy, loga, logb, schedule, eps, max_iter, tol, use_kernel):
@@ -111,9 +153,12 @@ def _iterate(Cxy, Cxx, Cyy, loga, logb, schedule, eps, max_iter, tol, use_kernel
     """
     Cyx = Cxy.transpose(1, 2)
     if use_kernel:
+        # one buffer per kernel, rewritten in place at every eps stage: fresh
+        # allocations of this size cost page faults on each stage
+        Ks = [torch.empty_like(C) for C in (Cxy, Cxx, Cyy)]
+
         def stage(e):
-            Kxy = torch.exp(Cxy / -e)
-            Kxx, Kyy = torch.exp(Cxx / -e), torch.exp(Cyy / -e)
+            Kxy, Kxx, Kyy = (torch.div(C, -e, out=K).exp_() for C, K in zip((Cxy, Cxx, Cyy), Ks))
             Kyx = Kxy.transpose(1, 2)
             ksm = _core.kernel_softmin
             return (lambda w, h: ksm(e, Kxy, w, h), lambda w, h: ksm(e, Kyx, w, h),
@@ -129,8 +174,9 @@ def _iterate(Cxy, Cxx, Cyy, loga, logb, schedule, eps, max_iter, tol, use_kernel
     f_ab, g_ab = sxy(logb, zb), syx(loga, za)
     f_aa, g_bb = sxx(loga, za), syy(logb, zb)
     n_iter = 0
-    for e in schedule:  # one symmetric, averaged update per eps (GeomLoss)
-        sxy, syx, sxx, syy = stage(e)
+    for k, e in enumerate(schedule):  # one symmetric, averaged update per eps (GeomLoss)
+        if k:  # (the first stage is the one just built)
+            sxy, syx, sxx, syy = stage(e)
         ft_ab, gt_ab = sxy(logb, g_ab / e), syx(loga, f_ab / e)
         ft_aa, gt_bb = sxx(loga, f_aa / e), syy(logb, g_bb / e)
         f_ab, g_ab = 0.5 * (f_ab + ft_ab), 0.5 * (g_ab + gt_ab)
@@ -155,7 +201,8 @@ def _iterate(Cxy, Cxx, Cyy, loga, logb, schedule, eps, max_iter, tol, use_kernel
                 break
     if tol is None and max_iter > 0:
         change = deltas.max()  # stays on the device
-    return f_ab, g_ab, f_aa, g_bb, n_iter, converged, change
+    kernels = tuple(Ks) if use_kernel else None  # at eps (the last stage)
+    return f_ab, g_ab, f_aa, g_bb, n_iter, converged, change, kernels
 
 
 def _weights(w, name, n, batch, dev, dtype, validate=True):
@@ -267,9 +314,10 @@ def sinkhorn_divergence(X, Y, reg, a=None, b=None, p=2, scaling=None, max_iter=1
 
     Xd, Yd = Xt.detach(), Yt.detach()
     with torch.no_grad():
-        Cxy = _common.pairwise_cost(Xd, Yd, p)
-        Cxx = _common.pairwise_cost(Xd, Xd, p)
-        Cyy = _common.pairwise_cost(Yd, Yd, p)
+        if p == 2:
+            Cxy, Cxx, Cyy = _sq_costs(Xd, Yd)
+        else:
+            Cxy, Cxx, Cyy = (_common.pairwise_cost(A, B, p) for A, B in ((Xd, Yd), (Xd, Xd), (Yd, Yd)))
         given = diameter is not None
         if not given:
             diameter = float(torch.stack([Cxy.max(), Cxx.max(), Cyy.max()]).max())
@@ -288,7 +336,7 @@ def sinkhorn_divergence(X, Y, reg, a=None, b=None, p=2, scaling=None, max_iter=1
         if use_kernel and not given and not bool(torch.isfinite(torch.stack(
                 [t.sum() for t in state[:4]])).all()):
             state = _iterate(Cxy, Cxx, Cyy, loga, logb, schedule, eps, max_iter, tol, False)
-        f_ab, g_ab, f_aa, g_bb, n_iter, converged, change = state
+        f_ab, g_ab, f_aa, g_bb, n_iter, converged, change, kernels = state
     if warn and tol is not None and not converged:
         warnings.warn(f"sinkhorn_divergence did not converge: potentials still move by "
                       f"{change:.3g} > tol*reg after {n_iter} updates; raise max_iter or reg",
@@ -299,13 +347,19 @@ def sinkhorn_divergence(X, Y, reg, a=None, b=None, p=2, scaling=None, max_iter=1
     differentiable = torch.is_grad_enabled() and (Xt.requires_grad or Yt.requires_grad)
     if p == 2:  # the same values, the gradient from the soft-min weights (no graph to differentiate)
         with torch.no_grad():
-            (f_fin, Pxy), (g_fin, Pyx), (faa_fin, Pxx), (gbb_fin, Pyy) = (
-                _core.softmin_weights(eps, C, h, weights=differentiable) for C, h in (
-                    (Cxy, logb + g_ab / eps), (Cxy.transpose(1, 2), loga + f_ab / eps),
-                    (Cxx, loga + f_aa / eps), (Cyy, logb + g_bb / eps)))
+            terms = ((logb, g_ab), (loga, f_ab), (loga, f_aa), (logb, g_bb))
+            if kernels is not None:  # the kernels at eps: weights in factored form, no exponential of C
+                Kxy, Kxx, Kyy = kernels
+                parts = [_kernel_softmin_parts(eps, K, lw, h / eps)
+                         for K, (lw, h) in zip((Kxy, Kxy.transpose(1, 2), Kxx, Kyy), terms)]
+            else:
+                parts = [(f, (P, None, None)) for f, P in (
+                    _core.softmin_weights(eps, C, lw + h / eps, weights=differentiable)
+                    for C, (lw, h) in zip((Cxy, Cxy.transpose(1, 2), Cxx, Cyy), terms))]
+            (f_fin, Pxy), (g_fin, Pyx), (faa_fin, Pxx), (gbb_fin, Pyy) = parts
             value = (at * (f_fin - faa_fin)).sum(1) + (bt * (g_fin - gbb_fin)).sum(1)
         if differentiable:
-            value = _EnvelopeGradient.apply(Xt, Yt, value, Pxy, Pyx, Pxx, Pyy, at, bt)
+            value = _EnvelopeGradient.apply(Xt, Yt, value, at, bt, *Pxy, *Pyx, *Pxx, *Pyy)
     else:  # autograd through one soft-min pass per term
         f_fin = _core.softmin(eps, _common.pairwise_cost(Xt, Yd, p), logb + g_ab / eps)
         g_fin = _core.softmin(eps, _common.pairwise_cost(Yt, Xd, p), loga + f_ab / eps)
