@@ -139,7 +139,7 @@ def _sq_costs(X, Y):
     hx, hy = 0.5 * (X * X).sum(-1), 0.5 * (Y * Y).sum(-1)
     out = []
     for A, B, ha, hb in ((X, Y, hx, hy), (X, X, hx, hx), (Y, Y, hy, hy)):
-        C = torch.baddbmm(ha[:, :, None] + hb[:, None, :], A, B.transpose(1, 2), alpha=-1)
+        C = (ha[:, :, None] + hb[:, None, :]).baddbmm_(A, B.transpose(1, 2), alpha=-1)
         out.append(C.clamp_min_(0))
     return out
 
