@@ -342,3 +342,19 @@ def test_divergence_host_exp_matches_torch_exp(monkeypatch):
             runs.append((res.value, Xg.grad))
         for u, v in zip(*runs):
             torch.testing.assert_close(u, v, rtol=rtol, atol=rtol * 1e-3)
+
+
+def test_divergence_lean_kernel_softmin_is_cores():
+    from geoalign.ot import _core, _divergence
+
+    g = torch.Generator().manual_seed(3)
+    K = torch.rand(2, 20, 17, generator=g, dtype=torch.float64)
+    logw, h = torch.rand(2, 17, generator=g, dtype=torch.float64).log(), 30 * torch.randn(2, 17, generator=g,
+                                                                                          dtype=torch.float64)
+    for M in (K, K.transpose(1, 2)[:, :17, :17]):
+        ref = _core.kernel_softmin(0.1, M, logw, h)
+        assert torch.equal(_divergence._kernel_softmin(0.1, M, logw, h), ref)
+        f, (M2, u, s) = _divergence._kernel_softmin(0.1, M, logw, h, parts=True)
+        assert torch.equal(f, ref) and M2 is M
+        P = M * u[:, None, :] / s[:, :, None]  # the weights: rows sum to one
+        torch.testing.assert_close(P.sum(-1), torch.ones_like(s), rtol=1e-14, atol=1e-14)

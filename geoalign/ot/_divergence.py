@@ -118,19 +118,22 @@ def _weighted(P, Z):
     return (M @ (u[:, :, None] * Z)) / s[:, :, None]
 
 
-def _kernel_softmin_parts(eps, K, logw, h):
+def _kernel_softmin(eps, K, logw, h, parts=False):
     r"""The soft-min :math:`-\varepsilon(z^* + \log K u)` with :math:`u = e^{z - z^*}`,
-    :math:`z = \log w + h`, and its weights in factored form ``(K, u, s = K u)``.
+    :math:`z = \log w + h`, :math:`z^* = \max_j z_j`; ``parts=True`` adds its weights in
+    factored form ``(K, u, s = K u)``.
 
-    The same numbers as :func:`geoalign.ot._core.kernel_softmin`; the weights
-    :math:`\pi_{ij} = K_{ij} u_j / s_i` are those of
+    The same numbers as :func:`geoalign.ot._core.kernel_softmin` (bit for bit, with
+    fewer temporaries); the weights :math:`\pi_{ij} = K_{ij} u_j / s_i` are those of
     :func:`geoalign.ot._core.softmin_weights` up to rounding.
     """
     z = logw + h
     zmax = z.amax(1, keepdim=True)
-    u = torch.exp(z - zmax)
-    s = (K @ u[:, :, None])[..., 0]
-    return -eps * (zmax + torch.log(s)), (K, u, s)
+    u = z.sub_(zmax).exp_()
+    s = torch.bmm(K, u.unsqueeze(2)).squeeze_(2)
+    if not parts:
+        return s.log_().add_(zmax).mul_(-eps)
+    return torch.log(s).add_(zmax).mul_(-eps), (K, u, s)
 
 
 def _sq_costs(X, Y):
@@ -172,7 +175,7 @@ def _iterate(Cxy, Cxx, Cyy, loga, logb, schedule, eps, max_iter, tol, use_kernel
                     torch.div(C, -e, out=K).exp_()
             Kxy, Kxx, Kyy = Ks
             Kyx = Kxy.transpose(1, 2)
-            ksm = _core.kernel_softmin
+            ksm = _kernel_softmin
             return (lambda w, h: ksm(e, Kxy, w, h), lambda w, h: ksm(e, Kyx, w, h),
                     lambda w, h: ksm(e, Kxx, w, h), lambda w, h: ksm(e, Kyy, w, h))
     else:
@@ -362,7 +365,7 @@ def sinkhorn_divergence(X, Y, reg, a=None, b=None, p=2, scaling=None, max_iter=1
             terms = ((logb, g_ab), (loga, f_ab), (loga, f_aa), (logb, g_bb))
             if kernels is not None:  # the kernels at eps: weights in factored form, no exponential of C
                 Kxy, Kxx, Kyy = kernels
-                parts = [_kernel_softmin_parts(eps, K, lw, h / eps)
+                parts = [_kernel_softmin(eps, K, lw, h / eps, parts=True)
                          for K, (lw, h) in zip((Kxy, Kxy.transpose(1, 2), Kxx, Kyy), terms)]
             else:
                 parts = [(f, (P, None, None)) for f, P in (
