@@ -157,8 +157,8 @@ def _iterate(Cxy, Cxx, Cyy, loga, logb, schedule, eps, max_iter, tol, use_kernel
     """
     Cyx = Cxy.transpose(1, 2)
     if use_kernel:
-        # one buffer per kernel, rewritten in place at every eps stage: fresh
-        # allocations of this size cost page faults on each stage
+        # one buffer per kernel, rewritten in place at every eps stage (no new
+        # n x m allocation per stage)
         Ks = [torch.empty_like(C) for C in (Cxy, Cxx, Cyy)]
         # On the CPU NumPy's vectorised exp is ~1.8x faster than torch's (float64, AVX-512;
         # the divisions are the same IEEE operations); the same views, no copies.
