@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from geoalign.models import SSPC, LinearContrastive, QSMA, UniCode
+from geoalign.models import CFSA, SSPC, LinearContrastive, QSMA, UniCode
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "select_defaults_results.json"
-CLASSES = {"QSMA": QSMA, "LinearContrastive": LinearContrastive, "SSPC": SSPC, "UniCode": UniCode}
+CLASSES = {"QSMA": QSMA, "LinearContrastive": LinearContrastive, "SSPC": SSPC, "UniCode": UniCode,
+           "CFSA": CFSA}
 
 
 @pytest.fixture(scope="module")
@@ -17,15 +18,23 @@ def results():
     return json.loads(RESULTS.read_text())
 
 
-#: searched but not adopted: UniCode's grid (dim 32/64 x 64/256 codes) did not contain its
-#: previous defaults (dim 256, 400 codes), so validation never compared the two (see the report
-#: in benchmarks/select_defaults.py); CFSA was not searched
-NOT_ADOPTED = {"UniCode"}
-SELECTED = sorted(m for m in CLASSES if m in json.loads(RESULTS.read_text())["methods"] and m not in NOT_ADOPTED)
+SELECTED = sorted(m for m in CLASSES if m in json.loads(RESULTS.read_text())["methods"])
 
 
 def test_selection_covers_the_main_models():
-    assert {"QSMA", "LinearContrastive"} <= set(SELECTED)
+    assert set(CLASSES) <= set(SELECTED)
+
+
+@pytest.mark.parametrize("method", ["UniCode", "CFSA"])
+def test_the_grid_held_the_previous_defaults(results, method):
+    """A selection that keeps or replaces the defaults must have compared them: the previous
+    defaults are one candidate of the grid (with the fixed parameters)."""
+    entry = results["methods"][method]
+    cls = CLASSES[method]
+    previous = cls(**entry["previous_defaults"]).get_params()
+    candidates = [cls(**{**entry["fixed"], **c["params"]}).get_params() for c in entry["overall_scores"]]
+    assert previous in candidates and entry["previous_is_candidate"]
+    assert len(candidates) >= 4 and not entry["quick"] and len(entry["seeds"]) >= 5
 
 
 @pytest.mark.parametrize("method", SELECTED)
